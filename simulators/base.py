@@ -1,0 +1,81 @@
+"""The simulator interface every mfinfer simulator implements.
+
+A simulator maps parameters θ (n, p) to one event x (n, D) per row. Events lie on (or near) a
+d-dimensional manifold. Where the simulator knows more, it exposes it:
+
+- ``log_likelihood(x, theta) -> (n,)``: the exact log density (raises NotImplementedError where it is
+  intractable);
+- ``distance_to_manifold(x) -> (n,)``: Euclidean distance of each row to the true manifold;
+- ``chart(x) -> (n, d)`` / ``embed(z) -> (n, D)``: a coordinate chart of the manifold, for the FOM flow.
+  Both are written with torch ops: torch tensors in give (differentiable) tensors out, numpy in gives
+  numpy out.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from mfinfer.priors import Prior
+
+__all__ = ["Simulator", "check_x", "check_theta"]
+
+
+def check_x(x: Any, data_dim: int, name: str = "x") -> np.ndarray:
+    """Validate events: a finite (n, D) array; returns it as float64 or raises ValueError."""
+    x = np.asarray(x, dtype=float)
+    if x.ndim == 1 and x.shape[0] == data_dim:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != data_dim:
+        raise ValueError(f"{name}: expected shape (n, {data_dim}), got {x.shape}")
+    bad = ~np.all(np.isfinite(x), axis=1)
+    if bad.any():
+        raise ValueError(f"{name}: {int(bad.sum())} row(s) contain NaN or inf (first: row {np.flatnonzero(bad)[0]})")
+    return x
+
+
+def check_theta(theta: Any, prior: Prior, n: int | None = None, name: str = "theta") -> np.ndarray:
+    """Validate θ against the prior (shape and support); broadcast a single (p,) row to n rows."""
+    theta = prior.check(theta, name=name)
+    if n is not None and len(theta) == 1 and n != 1:
+        theta = np.repeat(theta, n, axis=0)
+    if n is not None and len(theta) != n:
+        raise ValueError(f"{name}: expected 1 or {n} rows to match x, got {len(theta)}")
+    return theta
+
+
+class Simulator(ABC):
+    """Base class. Subclasses set ``param_dim``, ``data_dim``, ``manifold_dim`` and ``prior``."""
+
+    param_dim: int
+    data_dim: int
+    manifold_dim: int
+    prior: Prior
+
+    @abstractmethod
+    def sample(self, theta: np.ndarray, rng: np.random.Generator | int | None = None) -> np.ndarray:
+        """Simulate one event per θ row: (n, p) -> (n, D)."""
+
+    def log_likelihood(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """Exact log p(x|θ), (n, D), (n, p) or (p,) -> (n,)."""
+        raise NotImplementedError(f"{type(self).__name__} has no tractable likelihood")
+
+    def distance_to_manifold(self, x: np.ndarray) -> np.ndarray:
+        """Distance of each event to the true manifold, (n, D) -> (n,)."""
+        raise NotImplementedError(f"{type(self).__name__} does not know its manifold")
+
+    def chart(self, x):  # noqa: ANN001, ANN201 - numpy or torch
+        """Manifold coordinates z of points x on the manifold, (n, D) -> (n, d)."""
+        raise NotImplementedError(f"{type(self).__name__} has no chart")
+
+    def embed(self, z):  # noqa: ANN001, ANN201 - numpy or torch
+        """Point on the manifold for coordinates z, (n, d) -> (n, D)."""
+        raise NotImplementedError(f"{type(self).__name__} has no embedding")
+
+    def simulate(self, n: int, rng: np.random.Generator | int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Draw θ ~ prior and x ~ p(x|θ): returns (theta (n, p), x (n, D))."""
+        rng = np.random.default_rng(rng)
+        theta = self.prior.sample(n, rng)
+        return theta, self.sample(theta, rng)
