@@ -1,0 +1,21 @@
+"""Input and output of event samples: ROOT files through uproot and awkward (:mod:`mfinfer.io.root`)."""
+
+from __future__ import annotations
+
+from mfinfer.io.root import (
+    CorruptFileError,
+    LeptonSelection,
+    MissingKeyError,
+    read_events,
+    read_user_events,
+    write_events,
+)
+
+__all__ = [
+    "CorruptFileError",
+    "LeptonSelection",
+    "MissingKeyError",
+    "read_events",
+    "read_user_events",
+    "write_events",
+]

@@ -1,0 +1,51 @@
+"""Ambient flow (AF): a conditional RQ-spline coupling flow on the full data space R^D."""
+
+from __future__ import annotations
+
+import torch
+from nflows.transforms import CompositeTransform
+from torch import Tensor
+
+from mfinfer.models.base import Flow, standard_normal_log_prob
+from mfinfer.models.transforms import Standardize, flow_transform
+
+__all__ = ["AmbientFlow"]
+
+
+class AmbientFlow(Flow):
+    """p(x|θ) as a D-dimensional normalising flow (the paper's AF baseline).
+
+    Args:
+        data_dim: D.
+        param_dim: dimension of θ (0: unconditional).
+        num_layers, hidden_features, num_blocks, num_bins, tail_bound: architecture
+            (see ``mfinfer.models.transforms.flow_transform``).
+
+    Example:
+        >>> flow = AmbientFlow(3, param_dim=1, num_layers=2, hidden_features=16)
+        >>> flow.log_prob(torch.randn(5, 3), torch.zeros(5, 1)).shape
+        torch.Size([5])
+    """
+
+    def __init__(self, data_dim: int, param_dim: int = 0, num_layers: int = 5, **arch) -> None:
+        super().__init__()
+        self.data_dim, self.param_dim = data_dim, param_dim
+        self.config = {"data_dim": data_dim, "param_dim": param_dim, "num_layers": num_layers, **arch}
+        self.standardize = Standardize(data_dim)
+        self.transform = CompositeTransform(
+            [self.standardize, flow_transform(data_dim, num_layers, param_dim, **arch)]
+        )
+
+    def log_prob(self, x: Tensor, theta: Tensor | None = None) -> Tensor:
+        """log p(x|θ), (n, D) and (n, p) or (p,) -> (n,)."""
+        x = self._check_x(x)
+        theta = self._check_theta(theta, len(x))
+        z, ladj = self.transform(x, context=theta)
+        return standard_normal_log_prob(z) + ladj
+
+    def sample(self, n: int, theta: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """Draw n events, (n, D); θ is (p,) or (n, p)."""
+        theta = self._check_theta(theta, n)
+        ref = self._ref()
+        z = torch.randn(n, self.data_dim, generator=generator, dtype=ref.dtype, device=ref.device)
+        return self.transform.inverse(z, context=theta)[0]

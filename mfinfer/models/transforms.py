@@ -1,0 +1,115 @@
+"""Building blocks from nflows: RQ-spline couplings, LU linear layers, fixed standardisation.
+
+Every transform follows nflows' contract: ``forward(x, context) -> (z, log|det ∂z/∂x|)`` and
+``inverse(z, context) -> (x, log|det ∂x/∂z|)``, with shapes (n, D) and (n,).
+"""
+
+from __future__ import annotations
+
+import torch
+from nflows import transforms as nt
+from nflows.nn.nets import ResidualNet
+from nflows.utils.torchutils import create_alternating_binary_mask
+from torch import Tensor
+
+__all__ = ["LULinear", "Standardize", "flow_transform"]
+
+
+class LULinear(nt.LULinear):
+    """nflows' LU-decomposed linear layer with an inverse that runs on current torch.
+
+    nflows 0.14 solves with the deprecated ``torch.triangular_solve``; this uses
+    ``torch.linalg.solve_triangular``, which also supports forward-mode AD.
+    """
+
+    def inverse_no_cache(self, inputs: Tensor) -> tuple[Tensor, Tensor]:
+        lower, upper = self._create_lower_upper()
+        y = (inputs - self.bias).T
+        y = torch.linalg.solve_triangular(lower, y, upper=False, unitriangular=True)
+        y = torch.linalg.solve_triangular(upper, y, upper=True)
+        return y.T, -self.logabsdet() * inputs.new_ones(inputs.shape[0])
+
+    def inverse(self, inputs: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.inverse_no_cache(inputs)
+
+    def forward(self, inputs: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.forward_no_cache(inputs)
+
+
+class Standardize(nt.Transform):
+    """Fixed elementwise affine map z = (x - shift) / scale, fitted to data once before training.
+
+    The shift and scale are buffers, so they travel with ``state_dict`` and ``.to(device)``.
+    """
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.register_buffer("shift", torch.zeros(features))
+        self.register_buffer("scale", torch.ones(features))
+
+    @torch.no_grad()
+    def fit(self, x: Tensor) -> None:
+        """Set shift and scale to the mean and std of ``x`` (n, D); constant columns keep scale 1."""
+        std = x.std(0)
+        self.shift.copy_(x.mean(0))
+        self.scale.copy_(torch.where(std > 0, std, torch.ones_like(std)))
+
+    def forward(self, inputs: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        ladj = -torch.log(self.scale).sum() * inputs.new_ones(inputs.shape[0])
+        return (inputs - self.shift) / self.scale, ladj
+
+    def inverse(self, inputs: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        ladj = torch.log(self.scale).sum() * inputs.new_ones(inputs.shape[0])
+        return inputs * self.scale + self.shift, ladj
+
+
+def flow_transform(
+    features: int,
+    num_layers: int,
+    context_features: int = 0,
+    *,
+    hidden_features: int = 100,
+    num_blocks: int = 2,
+    num_bins: int = 10,
+    tail_bound: float = 5.0,
+    linear: bool = True,
+) -> nt.CompositeTransform:
+    """A stack of RQ-spline layers (10 bins, linear tails) with mixing layers in between.
+
+    For ``features >= 2`` each layer is an affine-coupling-free RQ-spline coupling on alternating
+    halves, preceded by an LU linear layer (``linear=True``) or a reverse permutation. For one
+    feature the layers are masked autoregressive splines, whose parameters depend on the context only.
+
+    Args:
+        features: dimension of the transformed variable.
+        num_layers: number of spline layers.
+        context_features: dimension of the conditioning variable θ (0: unconditional).
+        hidden_features, num_blocks: size of the ResidualNet inside each layer.
+        num_bins, tail_bound: spline resolution and the interval [-B, B] outside which it is the identity.
+        linear: mix coordinates with LU linear layers rather than permutations.
+
+    Returns:
+        An nflows ``CompositeTransform`` mapping data -> latent.
+    """
+    ctx = context_features or None
+    layers: list[nt.Transform] = []
+    for i in range(num_layers):
+        if features == 1:
+            layers.append(
+                nt.MaskedPiecewiseRationalQuadraticAutoregressiveTransform(
+                    features=1, hidden_features=hidden_features, context_features=ctx,
+                    num_bins=num_bins, tails="linear", tail_bound=tail_bound, num_blocks=num_blocks,
+                )
+            )
+            continue
+        layers.append(LULinear(features, identity_init=True) if linear else nt.ReversePermutation(features))
+        layers.append(
+            nt.PiecewiseRationalQuadraticCouplingTransform(
+                mask=create_alternating_binary_mask(features, even=(i % 2 == 0)),
+                transform_net_create_fn=lambda n_in, n_out: ResidualNet(
+                    n_in, n_out, hidden_features, context_features=ctx, num_blocks=num_blocks
+                ),
+                num_bins=num_bins, tails="linear", tail_bound=tail_bound,
+            )
+        )
+    return nt.CompositeTransform(layers)
