@@ -1,0 +1,482 @@
+"""Posterior objects: MCMC samples with their log-probability, summaries, plots and storage.
+
+A :class:`Posterior` holds samples θ ~ p(θ | x) (n, p), the prior, optionally the
+vectorized log-likelihood that produced them, the MCMC diagnostics and free-form metadata.
+It is stored as ``<stem>.npz`` (arrays, loaded with ``allow_pickle=False``) next to a
+human-readable ``<stem>.json`` summary; the log-likelihood itself is never stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mfinfer.inference.mcmc import LogLike, MCMCResult, sample_posterior
+from mfinfer.priors import BoxUniform, Gaussian, Prior, prior_from_config
+
+__all__ = ["Posterior", "corner_plot"]
+
+FORMAT_VERSION = 1
+SUMMARY_QUANTILES = (0.025, 0.16, 0.5, 0.84, 0.975)
+_MCMC_SCALARS = ("acceptance_fraction", "n_steps", "burn_in", "thin", "num_walkers", "converged")
+
+
+def _prior_to_config(prior: Prior | None) -> dict | None:
+    if isinstance(prior, BoxUniform):
+        return {"type": "box", "low": list(prior.low), "high": list(prior.high)}
+    if isinstance(prior, Gaussian):
+        return {"type": "gaussian", "mean": list(prior.mean), "std": list(prior.std)}
+    return None
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(
+        f"metadata: {type(obj).__name__} is not JSON-serialisable; store plain numbers, "
+        "strings, lists or dicts in Posterior.metadata"
+    )
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
+    """Write via ``write(file)`` to a temporary file in ``path``'s folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _stem(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path.with_suffix("") if path.suffix in (".npz", ".json") else path
+
+
+class Posterior:
+    """Posterior samples plus what is needed to extend, evaluate and summarise them.
+
+    Arguments:
+        samples: Posterior samples, shape (n, p).
+        prior: The prior used for sampling (needed for :meth:`log_prob`, :meth:`map`,
+            and drawing more samples).
+        log_like: Vectorized log-likelihood (m, p) -> (m,), or ``None`` (e.g. after
+            :meth:`load`); then only the stored samples can be used.
+        log_probs: Unnormalised log posterior of each sample, shape (n,), if known.
+        mcmc: Diagnostics of the MCMC run that produced the samples.
+        labels: Parameter names, length p (default ``theta_0``, ...).
+        metadata: JSON-serialisable free-form information (data set, model, seed, ...).
+
+    Example:
+        >>> import numpy as np
+        >>> from mfinfer.priors import BoxUniform
+        >>> post = Posterior.from_mcmc(lambda t: -0.5 * np.sum(t**2, axis=1),
+        ...                            BoxUniform((-5.0,), (5.0,)), 500, rng=0, progress=False)
+        >>> post.samples.shape
+        (500, 1)
+    """
+
+    def __init__(
+        self,
+        samples: np.ndarray,
+        prior: Prior | None = None,
+        log_like: LogLike | None = None,
+        *,
+        log_probs: np.ndarray | None = None,
+        mcmc: MCMCResult | None = None,
+        labels: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        samples = np.asarray(samples, dtype=float)
+        if samples.ndim == 1:
+            samples = samples[:, None]
+        if samples.ndim != 2 or len(samples) == 0:
+            raise ValueError(f"samples: expected shape (n, p) with n >= 1, got {samples.shape}")
+        p = samples.shape[1]
+        if prior is not None and prior.dim != p:
+            raise ValueError(f"prior: dim {prior.dim} does not match samples (n, {p})")
+        if log_probs is not None:
+            log_probs = np.asarray(log_probs, dtype=float)
+            if log_probs.shape != (len(samples),):
+                raise ValueError(
+                    f"log_probs: expected shape ({len(samples)},), got {log_probs.shape}"
+                )
+        labels = [f"theta_{i}" for i in range(p)] if labels is None else list(labels)
+        if len(labels) != p:
+            raise ValueError(f"labels: expected {p} names, got {len(labels)}: {labels}")
+        self.samples = samples
+        self.prior = prior
+        self.log_like = log_like
+        self.log_probs = log_probs
+        self.mcmc = mcmc
+        self.labels = labels
+        self.metadata = dict(metadata or {})
+
+    @classmethod
+    def from_mcmc(
+        cls,
+        log_like: LogLike,
+        prior: Prior,
+        num_samples: int,
+        *,
+        labels: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        **mcmc_kwargs: Any,
+    ) -> Posterior:
+        """Run :func:`~mfinfer.inference.mcmc.sample_posterior` and wrap the result.
+
+        Arguments:
+            log_like: Vectorized log-likelihood (m, p) -> (m,).
+            prior: Prior over θ.
+            num_samples: Number of samples to draw.
+            labels: Parameter names.
+            metadata: JSON-serialisable extra information.
+            **mcmc_kwargs: Passed to ``sample_posterior`` (``num_walkers``, ``rng``,
+                ``initial``, ``max_steps``, ``progress``, ...).
+        """
+        res = sample_posterior(log_like, prior, num_samples, **mcmc_kwargs)
+        return cls(
+            res.samples, prior, log_like, log_probs=res.log_prob, mcmc=res, labels=labels,
+            metadata=metadata,
+        )
+
+    # ---------------------------------------------------------------- evaluation
+
+    @property
+    def dim(self) -> int:
+        """Number of parameters p."""
+        return self.samples.shape[1]
+
+    def log_prob(self, theta: np.ndarray) -> np.ndarray:
+        """Unnormalised log posterior log_like(θ) + log prior(θ); ``-inf`` outside the support.
+
+        Arguments:
+            theta: Parameter points, shape (m, p) or (p,).
+
+        Returns:
+            Array of shape (m,).
+        """
+        if self.log_like is None or self.prior is None:
+            missing = "log-likelihood" if self.log_like is None else "prior"
+            raise RuntimeError(
+                f"Posterior.log_prob: this posterior has no {missing} (it was loaded from disk "
+                "or built from samples only); pass it: Posterior.load(path, log_like=..., "
+                "prior=...) or set posterior.log_like / posterior.prior"
+            )
+        theta = np.asarray(theta, dtype=float)
+        if theta.ndim == 1:
+            theta = theta[None, :]
+        if theta.ndim != 2 or theta.shape[1] != self.dim:
+            raise ValueError(f"theta: expected (m, {self.dim}) or ({self.dim},), got {theta.shape}")
+        out = self.prior.log_prob(theta)
+        inside = np.isfinite(out)
+        if inside.any():
+            out[inside] += np.asarray(self.log_like(theta[inside]), dtype=float)
+        return out
+
+    def sample(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
+        """Draw n posterior samples, shape (n, p).
+
+        Stored samples are resampled without replacement when ``n`` does not exceed their
+        number; otherwise MCMC is run again (started from stored samples) and the new
+        samples are appended to the store. This needs ``log_like`` and ``prior``.
+
+        Arguments:
+            n: Number of samples.
+            rng: Seed or generator.
+        """
+        rng = np.random.default_rng(rng)
+        if n <= len(self.samples):
+            return self.samples[rng.choice(len(self.samples), size=n, replace=False)].copy()
+        if self.log_like is None or self.prior is None:
+            raise RuntimeError(
+                f"Posterior.sample: {n} samples requested but only {len(self.samples)} are "
+                "stored, and more cannot be drawn without a log-likelihood and prior; pass "
+                "them: Posterior.load(path, log_like=..., prior=...) or ask for fewer samples"
+            )
+        walkers = self.mcmc.num_walkers if self.mcmc is not None else max(32, 2 * self.dim + 2)
+        pick = rng.choice(len(self.samples), size=walkers, replace=walkers > len(self.samples))
+        start = self.samples[pick]
+        res = sample_posterior(
+            self.log_like, self.prior, n - len(self.samples), num_walkers=walkers, rng=rng,
+            initial=start, progress=False,
+        )
+        lp_old = self.log_probs if self.log_probs is not None else self.log_prob(self.samples)
+        self.samples = np.concatenate([self.samples, res.samples])
+        self.log_probs = np.concatenate([lp_old, res.log_prob])
+        return self.samples[rng.permutation(len(self.samples))[:n]].copy()
+
+    # ---------------------------------------------------------------- summaries
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Posterior mean, shape (p,)."""
+        return self.samples.mean(axis=0)
+
+    @property
+    def std(self) -> np.ndarray:
+        """Posterior standard deviation (ddof=1), shape (p,)."""
+        return self.samples.std(axis=0, ddof=1)
+
+    def quantiles(self, q: float | Sequence[float]) -> np.ndarray:
+        """Marginal quantiles: shape (len(q), p), or (p,) for a scalar q."""
+        q_arr = np.asarray(q, dtype=float)
+        if np.any((q_arr < 0) | (q_arr > 1)):
+            raise ValueError(f"q: quantiles must lie in [0, 1], got {q_arr.tolist()}")
+        return np.quantile(self.samples, q_arr, axis=0)
+
+    def map(self, refine: bool = True) -> np.ndarray:
+        """Maximum a posteriori estimate, shape (p,).
+
+        Starts from the sample with the highest log posterior and, if ``refine`` and a
+        log-likelihood is attached, polishes it with L-BFGS-B inside the prior bounds
+        (finite-difference gradients). The refined point is kept only if it is better.
+        """
+        lp = self.log_probs
+        if lp is None:
+            lp = self.log_prob(self.samples)
+        best = int(np.argmax(lp))
+        x0, f0 = self.samples[best].copy(), float(lp[best])
+        if not refine or self.log_like is None or self.prior is None:
+            return x0
+        from scipy.optimize import minimize
+
+        low, high = self.prior.bounds
+        bounds = [(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None)
+                  for lo, hi in zip(low, high)]
+
+        def neg(t: np.ndarray) -> float:
+            v = float(self.log_prob(t[None, :])[0])
+            return -v if np.isfinite(v) else 1e300
+
+        res = minimize(neg, x0, method="L-BFGS-B", bounds=bounds)
+        if np.isfinite(res.fun) and -res.fun >= f0 and self.prior.contains(res.x[None])[0]:
+            return np.asarray(res.x, dtype=float)
+        return x0
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready summary: mean, std, quantiles, MCMC diagnostics, labels, metadata."""
+        out: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "num_samples": len(self.samples),
+            "labels": self.labels,
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist() if len(self.samples) > 1 else [0.0] * self.dim,
+            "quantiles": {str(q): v.tolist() for q, v in
+                          zip(SUMMARY_QUANTILES, self.quantiles(SUMMARY_QUANTILES))},
+            "prior": _prior_to_config(self.prior),
+            "metadata": self.metadata,
+        }
+        if self.mcmc is not None:
+            out["mcmc"] = {k: getattr(self.mcmc, k) for k in _MCMC_SCALARS}
+            out["mcmc"]["tau"] = self.mcmc.tau.tolist()
+            out["mcmc"]["ess"] = self.mcmc.ess.tolist()
+        return out
+
+    # ---------------------------------------------------------------- plots
+
+    def corner(
+        self,
+        path: str | os.PathLike,
+        truth: np.ndarray | None = None,
+        labels: Sequence[str] | None = None,
+        reference: Posterior | Mapping[str, Posterior | np.ndarray] | None = None,
+        name: str = "posterior",
+        **corner_kwargs: Any,
+    ) -> Path:
+        """Write a corner plot of this posterior, optionally overlaid on reference(s).
+
+        Arguments:
+            path: Output image (format from the suffix, e.g. ``.png``, ``.pdf``).
+            truth: True parameters (p,), drawn as black lines.
+            labels: Axis labels (default ``self.labels``).
+            reference: Another posterior (drawn as "reference"), or a mapping name ->
+                posterior / samples to overlay.
+            name: Legend name of this posterior.
+            **corner_kwargs: Passed to :func:`corner_plot`.
+
+        Returns:
+            The written path.
+        """
+        sets: dict[str, Posterior | np.ndarray] = {name: self}
+        if isinstance(reference, Posterior):
+            sets["reference"] = reference
+        elif reference is not None:
+            sets.update(reference)
+        return corner_plot(sets, truth=truth, path=path, labels=labels or self.labels,
+                           **corner_kwargs)
+
+    # ---------------------------------------------------------------- storage
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``<stem>.npz`` (arrays) and ``<stem>.json`` (summary), each atomically.
+
+        Arguments:
+            path: ``<stem>``, ``<stem>.npz`` or ``<stem>.json``.
+
+        Returns:
+            The path of the ``.npz`` file.
+        """
+        stem = _stem(path)
+        arrays = {"samples": self.samples}
+        if self.log_probs is not None:
+            arrays["log_probs"] = self.log_probs
+        if self.mcmc is not None:
+            arrays.update(mcmc_samples=self.mcmc.samples, mcmc_log_prob=self.mcmc.log_prob,
+                          mcmc_tau=self.mcmc.tau, mcmc_ess=self.mcmc.ess)
+        summary = self.summary()
+        text = json.dumps(summary, indent=2, default=_json_default, allow_nan=True)
+        npz, js = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
+        _atomic_write(npz, lambda f: np.savez(f, **arrays), "wb")
+        _atomic_write(js, lambda f: f.write(text + "\n"), "w")
+        return npz
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        *,
+        log_like: LogLike | None = None,
+        prior: Prior | None = None,
+    ) -> Posterior:
+        """Read a posterior written by :meth:`save` (no pickle).
+
+        Arguments:
+            path: ``<stem>``, ``<stem>.npz`` or ``<stem>.json``.
+            log_like: Attach a log-likelihood (not stored on disk) to enable
+                :meth:`log_prob`, :meth:`map` refinement and drawing more samples.
+            prior: Override the prior; by default it is rebuilt from the JSON summary
+                (box and Gaussian priors).
+        """
+        stem = _stem(path)
+        npz, js = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
+        for f in (npz, js):
+            if not f.exists():
+                raise FileNotFoundError(f"Posterior.load: {f} not found; expected {npz} and {js}"
+                                        " as written by Posterior.save")
+        summary = json.loads(js.read_text())
+        version = summary.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"Posterior.load: {js} has format_version {version}, this version of "
+                             f"mfinfer reads {FORMAT_VERSION}")
+        with np.load(npz, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        if prior is None and summary.get("prior") is not None:
+            prior = prior_from_config(summary["prior"])
+        mcmc = None
+        if "mcmc" in summary and "mcmc_samples" in arrays:
+            m = summary["mcmc"]
+            mcmc = MCMCResult(
+                samples=arrays["mcmc_samples"], log_prob=arrays["mcmc_log_prob"],
+                tau=arrays["mcmc_tau"], ess=arrays["mcmc_ess"],
+                acceptance_fraction=float(m["acceptance_fraction"]), n_steps=int(m["n_steps"]),
+                burn_in=int(m["burn_in"]), thin=int(m["thin"]),
+                num_walkers=int(m["num_walkers"]), converged=bool(m["converged"]),
+            )
+        return cls(arrays["samples"], prior, log_like, log_probs=arrays.get("log_probs"),
+                   mcmc=mcmc, labels=summary.get("labels"), metadata=summary.get("metadata"))
+
+    def __repr__(self) -> str:
+        return (f"Posterior(n={len(self.samples)}, p={self.dim}, labels={self.labels}, "
+                f"log_like={'yes' if self.log_like is not None else 'no'})")
+
+
+def corner_plot(
+    posteriors: Mapping[str, Posterior | np.ndarray],
+    path: str | os.PathLike,
+    truth: np.ndarray | None = None,
+    labels: Sequence[str] | None = None,
+    *,
+    colors: Sequence[str] | None = None,
+    bins: int = 30,
+    ranges: Sequence[tuple[float, float]] | None = None,
+    smooth: float | None = 1.0,
+    dpi: int = 120,
+) -> Path:
+    """Overlay the corner plots of several sample sets, one colour each, with a legend.
+
+    Arguments:
+        posteriors: Name -> samples (n_k, p) or :class:`Posterior`. Histograms are
+            normalised, so different sample sizes compare fairly.
+        path: Output image; written atomically.
+        truth: True parameters (p,), drawn as black lines and markers.
+        labels: Axis labels, length p.
+        colors: One matplotlib colour per entry (default: the ``tab10`` cycle).
+        bins: Histogram bins per axis.
+        ranges: Axis ranges (p pairs); default: the union of the 0.5-99.5 % quantile ranges
+            of all sets (and the truth).
+        smooth: Gaussian smoothing of the 2-D histograms, in bins (``None``: off).
+        dpi: Resolution of raster output.
+
+    Returns:
+        The written path.
+    """
+    import corner
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    if not posteriors:
+        raise ValueError("posteriors: expected at least one name -> samples entry, got none")
+    sets = {k: np.asarray(v.samples if isinstance(v, Posterior) else v, dtype=float)
+            for k, v in posteriors.items()}
+    sets = {k: (v[:, None] if v.ndim == 1 else v) for k, v in sets.items()}
+    dims = {v.shape[1] for v in sets.values()}
+    if len(dims) != 1:
+        raise ValueError(f"posteriors: all sample sets need the same number of parameters, got "
+                         f"{ {k: v.shape for k, v in sets.items()} }")
+    p = dims.pop()
+    if truth is not None:
+        truth = np.asarray(truth, dtype=float).reshape(-1)
+        if truth.shape != (p,):
+            raise ValueError(f"truth: expected shape ({p},), got {truth.shape}")
+    if labels is not None and len(labels) != p:
+        raise ValueError(f"labels: expected {p} names, got {len(labels)}")
+    if ranges is None:
+        lo = np.min([np.quantile(v, 0.005, axis=0) for v in sets.values()], axis=0)
+        hi = np.max([np.quantile(v, 0.995, axis=0) for v in sets.values()], axis=0)
+        if truth is not None:
+            lo, hi = np.minimum(lo, truth), np.maximum(hi, truth)
+        pad = 0.05 * np.where(hi > lo, hi - lo, 1.0)
+        ranges = list(zip((lo - pad).tolist(), (hi + pad).tolist()))
+    colors = list(colors) if colors is not None else [f"C{i % 10}" for i in range(len(sets))]
+    if len(colors) < len(sets):
+        raise ValueError(f"colors: need {len(sets)} colours, got {len(colors)}")
+
+    fig = None
+    for (name, samples), color in zip(sets.items(), colors):
+        fig = corner.corner(
+            samples, fig=fig, bins=bins, range=ranges, color=color, labels=labels,
+            smooth=smooth if p > 1 else None, plot_datapoints=False, plot_density=False,
+            fill_contours=False, levels=(0.393, 0.865),  # 1 and 2 sigma of a 2-D Gaussian
+            hist_kwargs={"density": True, "color": color},
+        )
+    if truth is not None:
+        corner.overplot_lines(fig, truth, color="k", linestyle="--", linewidth=1)
+        if p > 1:
+            corner.overplot_points(fig, truth[None, :], marker="s", color="k", markersize=4)
+    handles = [Line2D([], [], color=c, label=k) for k, c in zip(sets, colors)]
+    if truth is not None:
+        handles.append(Line2D([], [], color="k", linestyle="--", label="truth"))
+    fig.legend(handles=handles, loc="upper right", frameon=False)
+
+    path = Path(path)
+    suffix = path.suffix.lstrip(".") or "png"
+    try:
+        _atomic_write(path, lambda f: fig.savefig(f, format=suffix, dpi=dpi), "wb")
+    finally:
+        plt.close(fig)
+    return path

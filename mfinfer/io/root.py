@@ -1,0 +1,467 @@
+"""Event samples in ROOT files, through uproot and awkward (imported lazily).
+
+Two kinds of file are read:
+
+- files written by :func:`write_events`: one ``TTree`` with a float64 branch per observable and per
+  parameter (``theta_0``, ``theta_1``, ...) plus a JSON ``TObjString`` with the metadata (seed,
+  simulator, ...); :func:`read_events` gives them back exactly;
+- a user's own ROOT file (:func:`read_user_events`): the user names the tree and the branch
+  expressions. Flat branches become columns; per-event lepton collections (jagged branches such as
+  ``Electron_pt``) go through a :class:`LeptonSelection` that picks e-, e+, mu-, mu+ and computes the
+  same observables as the simulators (:func:`simulators.kinematics.observables`).
+
+Every error names the file and the object: a missing file raises :class:`FileNotFoundError`, a
+missing tree or branch :class:`MissingKeyError` (a ``KeyError`` listing what exists, nearest first),
+a truncated or corrupt file :class:`CorruptFileError` (an ``OSError``), a jagged branch without a
+selection rule ``ValueError``.
+
+Example:
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "ev.root")
+    >>> x = np.arange(6.0).reshape(3, 2)
+    >>> _ = write_events(path, x, theta=np.zeros((3, 1)), names=["m1", "m2"], metadata={"seed": 1})
+    >>> x2, theta2, meta = read_events(path)
+    >>> bool(np.array_equal(x, x2)), meta
+    (True, {'seed': 1})
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import re
+import struct
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = [
+    "CorruptFileError",
+    "LeptonSelection",
+    "MissingKeyError",
+    "read_events",
+    "read_user_events",
+    "write_events",
+]
+
+FORMAT = "mfinfer-events/1"
+_CHUNK = 100_000  # rows per basket when writing
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class MissingKeyError(KeyError):
+    """A tree, branch or object is not in the file; the message lists what is, nearest first."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
+class CorruptFileError(OSError):
+    """The file exists but is not a readable ROOT file (truncated, corrupt or not ROOT at all)."""
+
+
+def _uproot():  # noqa: ANN202 - module
+    try:
+        import uproot
+    except ImportError as err:  # pragma: no cover - uproot is a core dependency
+        raise ImportError(
+            "mfinfer.io.root needs uproot>=5 and awkward>=2: pip install 'uproot>=5' 'awkward>=2'"
+        ) from err
+    return uproot
+
+
+def _awkward():  # noqa: ANN202 - module
+    try:
+        import awkward
+    except ImportError as err:  # pragma: no cover - awkward is a core dependency
+        raise ImportError("mfinfer.io.root needs awkward>=2: pip install 'awkward>=2'") from err
+    return awkward
+
+
+def _nearest(name: str, choices: Sequence[str], n: int = 8) -> list[str]:
+    """Choices ordered by similarity to ``name`` (closest first), at most ``n``."""
+    choices = list(dict.fromkeys(choices))
+    close = difflib.get_close_matches(name, choices, n=n, cutoff=0.0)
+    return close + [c for c in choices if c not in close][: max(0, n - len(close))]
+
+
+def _missing(what: str, name: str, path: Path, where: str, available: Sequence[str]) -> MissingKeyError:
+    avail = _nearest(name, available)
+    more = "" if len(avail) >= len(set(available)) else f" (and {len(set(available)) - len(avail)} more)"
+    listing = ", ".join(repr(a) for a in avail) if avail else "none"
+    return MissingKeyError(
+        f"{path}: no {what} {name!r} in {where}; available (nearest first): {listing}{more}"
+    )
+
+
+# Exceptions that mean "these bytes are not a (whole) ROOT file".
+def _corrupt_types() -> tuple[type[BaseException], ...]:
+    uproot = _uproot()
+    types: list[type[BaseException]] = [struct.error, zlib.error, ValueError, OSError, EOFError,
+                                        IndexError, TypeError, AssertionError, OverflowError]
+    types.append(uproot.deserialization.DeserializationError)
+    return tuple(types)
+
+
+def _corrupt(path: Path, err: BaseException, doing: str) -> CorruptFileError:
+    return CorruptFileError(
+        f"{path}: truncated or corrupt ROOT file ({doing} failed: {type(err).__name__}: "
+        f"{str(err).splitlines()[0] if str(err) else ''}); re-create or re-download the file"
+    )
+
+
+def _open(path: str | os.PathLike):  # noqa: ANN202 - uproot.ReadOnlyDirectory
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(2, f"no such ROOT file: {path}", str(path))
+    if path.is_dir():
+        raise IsADirectoryError(21, f"expected a ROOT file, got a directory: {path}", str(path))
+    uproot = _uproot()
+    try:
+        f = uproot.open(path)
+        end = int(f.file.fEND)
+    except _corrupt_types() as err:
+        raise _corrupt(path, err, "opening") from err
+    size = path.stat().st_size
+    if size < end:  # the header records the file's length; uproot reads lazily and would not notice
+        f.close()
+        raise CorruptFileError(
+            f"{path}: truncated ROOT file: its header records {end} bytes, the file has {size}; "
+            "re-create or re-download the file"
+        )
+    return f
+
+
+def _get_tree(file, path: Path, tree: str):  # noqa: ANN001, ANN202 - uproot objects
+    classes = {k.split(";")[0]: v for k, v in file.classnames().items()}
+    if tree not in classes:
+        trees = [k for k, v in classes.items() if v in ("TTree", "TNtuple", "ROOT::RNTuple")]
+        raise _missing("tree", tree, path, "the file", trees or list(classes))
+    if classes[tree] not in ("TTree", "TNtuple"):
+        raise ValueError(f"{path}: expected {tree!r} to be a TTree, got a {classes[tree]}")
+    try:
+        return file[tree]
+    except _corrupt_types() as err:
+        raise _corrupt(path, err, f"reading tree {tree!r}") from err
+
+
+def _meta_key(tree: str) -> str:
+    return "metadata" if tree == "events" else f"{tree}_metadata"
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"metadata: expected JSON-serialisable values, got {type(obj).__name__}: {obj!r}")
+
+
+def write_events(
+    path: str | os.PathLike,
+    x: np.ndarray,
+    theta: np.ndarray | None = None,
+    names: Sequence[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    tree: str = "events",
+) -> Path:
+    """Write events (and their parameters) to a ROOT file as a ``TTree``, atomically.
+
+    The file holds the tree (a float64 branch per observable, then ``theta_0``, ``theta_1``, ...) and
+    a JSON ``TObjString`` ``metadata`` (``<tree>_metadata`` for other tree names) with the names and
+    the user's ``metadata``. The file is written to a temporary name in the same directory and moved
+    into place, so readers never see half a file. An existing file at ``path`` is replaced.
+
+    Arguments:
+        path: output file, usually ``*.root``.
+        x: events, shape (n, D).
+        theta: parameters of each event, shape (n, p), or None.
+        names: D branch names (identifiers); default ``x0, x1, ...``.
+        metadata: JSON-serialisable facts to keep with the sample (seed, simulator, options).
+        tree: name of the tree.
+
+    Returns:
+        The path written.
+    """
+    uproot = _uproot()
+    path = Path(path)
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"x: expected shape (n, D), got {x.shape}")
+    n, d = x.shape
+    names = [f"x{i}" for i in range(d)] if names is None else [str(s) for s in names]
+    if len(names) != d:
+        raise ValueError(f"names: expected {d} names to match x (n, {d}), got {len(names)}")
+    if theta is not None:
+        theta = np.asarray(theta, dtype=np.float64)
+        if theta.ndim == 1 and len(theta) == n:
+            theta = theta[:, None]
+        if theta.ndim != 2 or theta.shape[0] != n:
+            raise ValueError(f"theta: expected shape ({n}, p) to match x, got {theta.shape}")
+    theta_names = [] if theta is None else [f"theta_{j}" for j in range(theta.shape[1])]
+    bad = [s for s in names if not _NAME.match(s)]
+    if bad:
+        raise ValueError(f"names: expected identifiers ([A-Za-z_][A-Za-z0-9_]*), got {bad[:5]}")
+    dup = sorted({s for s in names + theta_names if (names + theta_names).count(s) > 1})
+    if dup:
+        raise ValueError(f"names: expected unique branch names (theta_j are reserved), got duplicates {dup}")
+    if not _NAME.match(tree):
+        raise ValueError(f"tree: expected an identifier, got {tree!r}")
+    info = {"format": FORMAT, "tree": tree, "observables": names, "parameters": theta_names,
+            "n_events": n, "metadata": dict(metadata or {})}
+    text = json.dumps(info, default=_json_default, sort_keys=False)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    columns = dict(zip(names, x.T)) | ({} if theta is None else dict(zip(theta_names, theta.T)))
+    try:
+        with uproot.recreate(tmp) as f:
+            # mktree + extend: a plain f[tree] = {...} writes an RNTuple with uproot >= 5.7.
+            t = f.mktree(tree, {k: np.float64 for k in columns})
+            for start in range(0, max(n, 1), _CHUNK):
+                t.extend({k: np.ascontiguousarray(v[start:start + _CHUNK]) for k, v in columns.items()})
+            f[_meta_key(tree)] = text
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_events(
+    path: str | os.PathLike, tree: str = "events", branches: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """Read a sample written by :func:`write_events`, exactly as written.
+
+    Arguments:
+        path: ROOT file.
+        tree: tree name.
+        branches: observables to read, in this order; default all of them.
+
+    Returns:
+        ``(x, theta, metadata)``: events (n, D) float64, parameters (n, p) or None when none were
+        written, and the metadata dict given to :func:`write_events`.
+    """
+    path = Path(path)
+    with _open(path) as f:
+        t = _get_tree(f, path, tree)
+        key = _meta_key(tree)
+        try:
+            info = json.loads(str(f[key]))
+            if info.get("format") != FORMAT:
+                raise ValueError(f"format {info.get('format')!r}")
+        except _uproot().KeyInFileError:
+            raise ValueError(
+                f"{path}: tree {tree!r} has no {key!r} entry, so it was not written by mfinfer's "
+                "write_events; read it with mfinfer.io.read_user_events(path, tree, branches)"
+            ) from None
+        except (json.JSONDecodeError, ValueError) as err:
+            raise ValueError(f"{path}: {key!r} is not mfinfer event metadata ({err})") from err
+        except _corrupt_types() as err:
+            raise _corrupt(path, err, f"reading {key!r}") from err
+        names = list(info["observables"]) if branches is None else list(branches)
+        for b in names:
+            if b not in info["observables"]:
+                raise _missing("observable", b, path, f"tree {tree!r}", info["observables"])
+        wanted = names + list(info["parameters"])
+        try:
+            arrays = t.arrays(wanted, library="np") if wanted else {}
+        except _corrupt_types() as err:
+            raise _corrupt(path, err, f"reading tree {tree!r}") from err
+        n = int(info["n_events"])
+        x = np.stack([arrays[b] for b in names], axis=1) if names else np.empty((n, 0))
+        theta = np.stack([arrays[b] for b in info["parameters"]], axis=1) if info["parameters"] else None
+        if len(x) != n:
+            raise CorruptFileError(f"{path}: expected {n} events in tree {tree!r}, got {len(x)}")
+    return x.astype(np.float64), theta, info["metadata"]
+
+
+@dataclass(frozen=True)
+class LeptonSelection:
+    """Rule that turns per-event lepton collections into one (e-, e+, mu-, mu+) quadruplet.
+
+    Leptons failing ``min_pt``/``max_abs_eta`` are dropped first. With ``require="exactly"`` an event
+    is kept if it has exactly two electrons of opposite charge and exactly two muons of opposite
+    charge; with ``"at_least"`` at least one lepton of each charge per flavour, and the leading (highest
+    pT) lepton of each flavour and charge is taken. Momenta come from ``pt, eta, phi`` (massless
+    leptons) or from ``E, px, py, pz`` (``momentum="cartesian"``).
+
+    Branch names are ``<electron>_<field>`` and ``<muon>_<field>`` (NanoAOD style: ``Electron_pt``,
+    ``Muon_charge``); a ``branches`` dict given to :func:`read_user_events` can map any of these names
+    to an expression in the user's file.
+
+    Arguments:
+        electron: prefix of the electron collection.
+        muon: prefix of the muon collection.
+        momentum: ``"ptetaphi"`` (fields pt, eta, phi) or ``"cartesian"`` (fields E, px, py, pz).
+        require: ``"exactly"`` or ``"at_least"``, see above.
+        min_pt: (electron, muon) pT thresholds in GeV.
+        max_abs_eta: |eta| limit for both flavours.
+        charge: name of the charge field.
+    """
+
+    electron: str = "Electron"
+    muon: str = "Muon"
+    momentum: Literal["ptetaphi", "cartesian"] = "ptetaphi"
+    require: Literal["exactly", "at_least"] = "exactly"
+    min_pt: tuple[float, float] = (0.0, 0.0)
+    max_abs_eta: float = math.inf
+    charge: str = "charge"
+
+    def __post_init__(self) -> None:
+        if self.momentum not in ("ptetaphi", "cartesian"):
+            raise ValueError(f"momentum: must be one of ('ptetaphi', 'cartesian'), got {self.momentum!r}")
+        if self.require not in ("exactly", "at_least"):
+            raise ValueError(f"require: must be one of ('exactly', 'at_least'), got {self.require!r}")
+        if len(tuple(self.min_pt)) != 2:
+            raise ValueError(f"min_pt: expected (electron, muon) thresholds, got {self.min_pt!r}")
+        object.__setattr__(self, "min_pt", tuple(float(v) for v in self.min_pt))
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Per-lepton fields read for each collection."""
+        mom = ("pt", "eta", "phi") if self.momentum == "ptetaphi" else ("E", "px", "py", "pz")
+        return (*mom, self.charge)
+
+    def inputs(self) -> list[str]:
+        """Canonical input names, e.g. ``["Electron_pt", ..., "Muon_charge"]``."""
+        return [f"{c}_{f}" for c in (self.electron, self.muon) for f in self.fields]
+
+    def apply(self, arrays: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Select events and return their lepton four-momenta.
+
+        Arguments:
+            arrays: jagged awkward arrays keyed by :meth:`inputs` names, n events each.
+
+        Returns:
+            ``(p, keep)``: four-momenta (4, m, 4) ordered e-, e+, mu-, mu+ with (E, px, py, pz) in
+            GeV for the m kept events, and the boolean (n,) mask of kept events.
+        """
+        ak = _awkward()
+        out, keep = [], None
+        for prefix, min_pt in ((self.electron, self.min_pt[0]), (self.muon, self.min_pt[1])):
+            col = {f: ak.values_astype(arrays[f"{prefix}_{f}"], np.float64) for f in self.fields}
+            if self.momentum == "ptetaphi":
+                pt, eta, phi = col["pt"], col["eta"], col["phi"]
+                p4 = [pt * np.cosh(eta), pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)]
+            else:
+                p4 = [col["E"], col["px"], col["py"], col["pz"]]
+                pt = np.hypot(p4[1], p4[2])
+                eta = np.arcsinh(p4[3] / ak.where(pt > 0, pt, 1e-300))
+            good = (pt >= min_pt) & (abs(eta) <= self.max_abs_eta)
+            q = col[self.charge]
+            neg, pos = good & (q < 0), good & (q > 0)
+            nneg, npos = ak.to_numpy(ak.sum(neg, axis=1)), ak.to_numpy(ak.sum(pos, axis=1))
+            ok = (nneg == 1) & (npos == 1) if self.require == "exactly" else (nneg >= 1) & (npos >= 1)
+            if self.require == "exactly":
+                ok &= ak.to_numpy(ak.sum(good, axis=1)) == 2
+            keep = ok if keep is None else keep & ok
+            for mask in (neg, pos):
+                score = ak.fill_none(ak.where(mask, pt, -np.inf), -np.inf)
+                idx = ak.argmax(score, axis=1, keepdims=True)
+                pick = [ak.fill_none(ak.firsts(c[idx]), np.nan) for c in p4]
+                out.append(np.stack([ak.to_numpy(c) for c in pick], axis=1))
+        keep = np.asarray(keep, dtype=bool)
+        return np.stack(out)[:, keep], keep
+
+
+def _expressions(branches: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
+    if isinstance(branches, str):
+        branches = [branches]
+    if isinstance(branches, Mapping):
+        return {str(k): str(v) for k, v in branches.items()}
+    return {str(b): str(b) for b in branches}
+
+
+def _read_arrays(t, path: Path, tree: str, exprs: Mapping[str, str]):  # noqa: ANN001, ANN202
+    """Evaluate {output name: expression} on tree ``t`` -> awkward record array."""
+    uproot = _uproot()
+    available = list(t.keys())
+    for name, expr in exprs.items():
+        if _NAME.match(expr) and expr not in available:
+            raise _missing("branch", expr, path, f"tree {tree!r}", available)
+    aliases = {k: v for k, v in exprs.items() if k != v}
+    try:
+        return t.arrays(list(exprs), aliases=aliases or None, library="ak")
+    except uproot.KeyInFileError as err:
+        raise _missing("branch", str(err.key), path, f"tree {tree!r}", available) from None
+    except _corrupt_types() as err:
+        raise _corrupt(path, err, f"reading tree {tree!r}") from err
+
+
+def read_user_events(
+    path: str | os.PathLike,
+    tree: str,
+    branches: Mapping[str, str] | Sequence[str] | None = None,
+    selection: LeptonSelection | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Read events from a user's ROOT file.
+
+    Without ``selection`` every requested branch must be flat (one number per event); the result
+    has one column per branch. With a :class:`LeptonSelection` the lepton collections are read,
+    events are selected, and the result is the simulators' observables
+    (:func:`simulators.kinematics.observables`) of the chosen e-, e+, mu-, mu+.
+
+    Arguments:
+        path: ROOT file.
+        tree: name of the ``TTree`` in it.
+        branches: without selection: branch names (list) or ``{column: expression}`` (uproot
+            expressions such as ``"pt * cosh(eta)"``); with a selection: optional
+            ``{canonical input: expression}`` overrides, canonical inputs being
+            ``selection.inputs()`` (e.g. ``{"Electron_pt": "el_pt"}``).
+        selection: rule for jagged lepton collections, or None for flat branches.
+
+    Returns:
+        ``(x, names)``: events (m, D) float64 and the D column names (m is the number of
+        selected events).
+    """
+    path = Path(path)
+    if selection is not None and not isinstance(selection, LeptonSelection):
+        raise TypeError(f"selection: expected a LeptonSelection or None, got {type(selection).__name__}")
+    if selection is None and not branches:
+        raise ValueError("branches: expected branch names or {column: expression}, got none")
+    with _open(path) as f:
+        t = _get_tree(f, path, tree)
+        if selection is None:
+            exprs = _expressions(branches)
+            arrays = _read_arrays(t, path, tree, exprs)
+            cols = []
+            for name in exprs:
+                a = arrays[name]
+                if a.ndim != 1:
+                    raise ValueError(
+                        f"{path}: branch {name!r} in tree {tree!r} is jagged ({a.type.content}), "
+                        "expected one number per event; pass selection=LeptonSelection(...) to build "
+                        "observables from lepton collections, or an expression that reduces it "
+                        "(e.g. 'Electron_pt[:, 0]')"
+                    )
+                cols.append(_awkward().to_numpy(a).astype(np.float64))
+            x = np.stack(cols, axis=1) if cols else np.empty((t.num_entries, 0))
+            return x, list(exprs)
+
+        inputs = selection.inputs()
+        overrides = _expressions(branches or {})
+        unknown = [k for k in overrides if k not in inputs]
+        if unknown:
+            raise _missing("lepton input", unknown[0], path, "the selection's inputs", inputs)
+        exprs = {k: overrides.get(k, k) for k in inputs}
+        arrays = _read_arrays(t, path, tree, exprs)
+        for name in inputs:
+            if arrays[name].ndim != 2:
+                raise ValueError(
+                    f"{path}: expected {name!r} in tree {tree!r} to be a per-event collection "
+                    f"(var * number), got {arrays[name].type}"
+                )
+    p, _ = selection.apply({k: arrays[k] for k in inputs})
+    from simulators.kinematics import OBSERVABLE_NAMES, observables
+
+    x = np.asarray(observables(*p), dtype=np.float64).reshape(p.shape[1], len(OBSERVABLE_NAMES))
+    return x, list(OBSERVABLE_NAMES)

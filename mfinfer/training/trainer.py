@@ -1,0 +1,215 @@
+"""The training loop: AdamW, cosine learning rate, clipping, early stopping, atomic checkpoints.
+
+A run directory holds ``checkpoint.pt`` (tensors and numbers only, loaded with
+``weights_only=True``) and ``train_config.json``. ``resume=True`` continues from the last completed
+epoch and ends with exactly the weights of an uninterrupted run: batches are shuffled by a
+generator seeded from (seed, epoch), so nothing random lives outside the checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from mfinfer.training.data import check_training_data, split
+from mfinfer.training.schedules import SCHEDULES, Schedule, default_schedule, phase_loss, phase_parameters, segments
+from mfinfer.utils import atomic_torch_save, atomic_write_json, read_json, resolve_device
+
+__all__ = ["TrainConfig", "train", "NonFiniteLossError"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or inf; training stops instead of continuing silently."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings (defaults from the paper's toy experiments).
+
+    Attributes:
+        schedule: one of ``SCHEDULES``; None picks the model's default.
+        epochs: total epochs (split between M and D for ``sequential``).
+        batch_size, lr, weight_decay: AdamW settings; the learning rate follows a cosine schedule.
+        clip_grad: maximal gradient norm.
+        validation_fraction: held-out share for early stopping.
+        patience: epochs without validation improvement before a segment stops (None: never).
+        mse_weight: weight of the reconstruction MSE in the M and S phases.
+        seed: seeds the split and the batch order.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+        progress: show tqdm progress bars.
+    """
+
+    schedule: Schedule | None = None
+    epochs: int = 50
+    batch_size: int = 100
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    clip_grad: float = 5.0
+    validation_fraction: float = 0.25
+    patience: int | None = 10
+    mse_weight: float = 1000.0
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.schedule is not None and self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule: must be one of {SCHEDULES}, got {self.schedule!r}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr: expected > 0, got {self.lr}")
+
+
+def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[Tensor]:
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return list(torch.randperm(n, generator=g).split(batch_size))
+
+
+def _evaluate(model: nn.Module, loss, x: Tensor, theta: Tensor | None, batch_size: int) -> float:
+    if len(x) == 0:
+        return float("nan")
+    total = 0.0
+    for idx in torch.arange(len(x)).split(max(batch_size, 1000)):
+        with torch.no_grad() if not _needs_grad(loss) else torch.enable_grad():
+            total += float(loss(model, x[idx], None if theta is None else theta[idx])) * len(idx)
+    return total / len(x)
+
+
+def _needs_grad(loss) -> bool:  # the S loss differentiates through the decoder (forward-mode AD)
+    return getattr(loss, "needs_grad", False)
+
+
+def train(
+    model: nn.Module,
+    x: np.ndarray | Tensor,
+    theta: np.ndarray | Tensor | None = None,
+    config: TrainConfig | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    drop_invalid: bool = False,
+) -> list[dict]:
+    """Train ``model`` on events x (n, D) simulated at θ (n, p); returns the per-epoch history.
+
+    Args:
+        model: an ``AmbientFlow``, ``ManifoldFlow`` or ``FOMFlow``.
+        x, theta: training data; θ is None for unconditional models.
+        config: a ``TrainConfig``.
+        run_dir: where to write ``checkpoint.pt`` each epoch (atomically); None keeps nothing.
+        resume: continue from ``run_dir/checkpoint.pt`` if it exists.
+        drop_invalid: drop NaN/inf rows with a warning instead of raising.
+
+    Raises:
+        ValueError: bad data (shapes, NaN/inf) or a checkpoint from a different configuration.
+        NonFiniteLossError: the loss became NaN/inf (names the phase, epoch and batch).
+    """
+    cfg = config or TrainConfig()
+    schedule = cfg.schedule or default_schedule(model)
+    device = resolve_device(cfg.device)
+    dtype = next(model.parameters()).dtype
+    x, theta = check_training_data(x, theta, model.data_dim, model.param_dim, drop_invalid)
+    x, theta = x.to(device, dtype), None if theta is None else theta.to(device, dtype)
+    model.to(device)
+    train_idx, val_idx = split(len(x), cfg.validation_fraction, cfg.seed)
+    if hasattr(model, "standardize") and not resume:
+        model.fit_standardization(x[train_idx])
+
+    plan = segments(schedule, cfg.epochs)
+    run_dir = Path(run_dir) if run_dir is not None else None
+    ckpt_path = run_dir / "checkpoint.pt" if run_dir else None
+    cfg_record = {**dataclasses.asdict(cfg), "schedule": schedule, "n_train": len(x)}
+
+    state = {"segment": 0, "epoch": 0, "history": []}
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        saved_cfg = read_json(run_dir / "train_config.json")
+        changed = [k for k in ("schedule", "epochs", "batch_size", "lr", "seed", "n_train")
+                   if saved_cfg.get(k) != cfg_record[k]]
+        if changed:
+            raise ValueError(f"resume: {run_dir} was trained with different {changed}; use a new run_dir")
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+    elif run_dir is not None:
+        atomic_write_json(cfg_record, run_dir / "train_config.json")
+
+    while state["segment"] < len(plan):
+        _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_path)
+    return state["history"]
+
+
+def _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_path) -> None:
+    seg = state["segment"]
+    phases, n_epochs = plan[seg]
+    losses = {p: phase_loss(p, cfg.mse_weight) for p in phases}
+    for p in ("S",):
+        if p in losses:
+            losses[p].needs_grad = True
+    opts = {p: torch.optim.AdamW(phase_parameters(model, p), lr=cfg.lr, weight_decay=cfg.weight_decay) for p in phases}
+    n_batches = math.ceil(len(train_idx) / cfg.batch_size)
+    scheds = {p: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=n_epochs * n_batches) for p, o in opts.items()}
+    best = {"val": math.inf, "weights": copy.deepcopy(model.state_dict()), "bad": 0}
+    if state["epoch"] > 0:  # resuming mid-segment
+        for p in phases:
+            opts[p].load_state_dict(state["optim"][p])
+            scheds[p].load_state_dict(state["sched"][p])
+        best = {"val": state["best_val"], "weights": state["best_weights"], "bad": state["bad_epochs"]}
+
+    bar = tqdm(range(state["epoch"], n_epochs), desc=f"train {'+'.join(phases)}", disable=not cfg.progress,
+               initial=state["epoch"], total=n_epochs, leave=False)
+    global_epoch = sum(e for _, e in plan[:seg])
+    for epoch in bar:
+        model.train()
+        record = {"segment": seg, "phases": "+".join(phases), "epoch": global_epoch + epoch}
+        for p in phases:
+            run_loss = 0.0
+            for b, batch in enumerate(_batches(len(train_idx), cfg.batch_size, cfg.seed, global_epoch + epoch)):
+                idx = train_idx[batch]
+                loss = losses[p](model, x[idx], None if theta is None else theta[idx])
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(
+                        f"loss is {loss.item()} in phase {p}, epoch {global_epoch + epoch}, batch {b}; "
+                        f"the last good checkpoint is {ckpt_path or '(none: no run_dir)'}; "
+                        "try a lower lr or check the data scale"
+                    )
+                opts[p].zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(phase_parameters(model, p), cfg.clip_grad)
+                opts[p].step()
+                scheds[p].step()
+                run_loss += loss.item() * len(idx)
+            record[f"train_{p}"] = run_loss / len(train_idx)
+        model.eval()
+        val = sum(_evaluate(model, losses[p], x[val_idx], None if theta is None else theta[val_idx],
+                            cfg.batch_size) for p in phases)
+        record["val"] = val
+        state["history"].append(record)
+        bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k.startswith(("train", "val"))})
+        if not len(val_idx) or val < best["val"]:
+            best = {"val": val, "weights": copy.deepcopy(model.state_dict()), "bad": 0}
+        else:
+            best["bad"] += 1
+        stop = cfg.patience is not None and best["bad"] >= cfg.patience
+        done = stop or epoch + 1 == n_epochs
+        if done:
+            model.load_state_dict(best["weights"])
+            state.update(segment=seg + 1, epoch=0)
+            for k in ("optim", "sched", "best_val", "best_weights", "bad_epochs"):
+                state.pop(k, None)
+        else:
+            state.update(epoch=epoch + 1, optim={p: o.state_dict() for p, o in opts.items()},
+                         sched={p: s.state_dict() for p, s in scheds.items()},
+                         best_val=best["val"], best_weights=best["weights"], bad_epochs=best["bad"])
+        if ckpt_path is not None:
+            state["model"] = model.state_dict()
+            atomic_torch_save(state, ckpt_path)
+        if done:
+            break
+    bar.close()
