@@ -38,7 +38,7 @@ from scipy.stats import norm, truncnorm
 from mfinfer.priors import BoxUniform
 from simulators.base import Simulator, check_theta, check_x
 
-__all__ = ["SphericalGaussian", "Circle", "ConditionalSphere", "numpy_or_torch"]
+__all__ = ["Circle", "ConditionalSphere", "SphericalGaussian", "numpy_or_torch"]
 
 #: Azimuth chart (AZIMUTH_HIGH - 2π, AZIMUTH_HIGH]: centred on the mean azimuth π/2.
 AZIMUTH_HIGH = 1.5 * np.pi
@@ -124,7 +124,9 @@ class SphericalGaussian(Simulator):
             return check_theta(theta, self.prior, n)
         if theta is None:
             if n is None:
-                raise ValueError("theta: expected shape (n, 0) to set the number of samples, got None")
+                raise ValueError(
+                    "theta: expected shape (n, 0) to set the number of samples, got None"
+                )
             return np.zeros((n, 0))
         theta = np.asarray(theta, dtype=float)
         if theta.shape == (0,):
@@ -145,7 +147,9 @@ class SphericalGaussian(Simulator):
 
     # -- simulation ---------------------------------------------------------------------------
 
-    def sample(self, theta: np.ndarray | None, rng: np.random.Generator | int | None = None) -> np.ndarray:
+    def sample(
+        self, theta: np.ndarray | None, rng: np.random.Generator | int | None = None
+    ) -> np.ndarray:
         """Simulate one point per θ row, (m, p) -> (m, n + 1); for unconditional spheres θ is (m, 0)."""
         rng = np.random.default_rng(rng)
         theta = self._check_theta(theta)
@@ -153,17 +157,27 @@ class SphericalGaussian(Simulator):
         z = np.empty_like(loc)
         if self.manifold_dim > 1:
             mu, sd = loc[:, :-1], scale[:, :-1]
-            z[:, :-1] = truncnorm.rvs(-mu / sd, (np.pi - mu) / sd, loc=mu, scale=sd, random_state=rng)
+            z[:, :-1] = truncnorm.rvs(
+                -mu / sd, (np.pi - mu) / sd, loc=mu, scale=sd, random_state=rng
+            )
         azimuth = rng.normal(loc[:, -1], scale[:, -1])
         z[:, -1] = AZIMUTH_HIGH - np.mod(AZIMUTH_HIGH - azimuth, 2 * np.pi)
         x = self.embed(z)
         if self.epsilon > 0:
-            r = truncnorm.rvs(-1 / self.epsilon, np.inf, loc=1.0, scale=self.epsilon,
-                              size=len(x), random_state=rng)
+            r = truncnorm.rvs(
+                -1 / self.epsilon,
+                np.inf,
+                loc=1.0,
+                scale=self.epsilon,
+                size=len(x),
+                random_state=rng,
+            )
             x = x * r[:, None]
         return x
 
-    def simulate(self, n: int, rng: np.random.Generator | int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def simulate(
+        self, n: int, rng: np.random.Generator | int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Draw θ ~ prior and x ~ p(x|θ), (theta (n, p), x (n, D)); θ is (n, 0) when unconditional."""
         if self.param_dim > 0:
             return super().simulate(n, rng)
@@ -208,7 +222,9 @@ class SphericalGaussian(Simulator):
         theta = self._check_theta(theta, len(x))
         r = np.linalg.norm(x, axis=1)
         if np.any(r == 0):
-            raise ValueError(f"x: row {np.flatnonzero(r == 0)[0]} is the origin, which has no direction")
+            raise ValueError(
+                f"x: row {np.flatnonzero(r == 0)[0]} is the origin, which has no direction"
+            )
         z = self.chart(x)  # the angles do not depend on |x|
         # The original code *added* the volume term; the density w.r.t. surface measure divides
         # by √det(JᵀJ), so it is subtracted here.

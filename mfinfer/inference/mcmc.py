@@ -21,7 +21,7 @@ import numpy as np
 
 from mfinfer.priors import Prior
 
-__all__ = ["MCMCResult", "sample_posterior", "LogLike"]
+__all__ = ["LogLike", "MCMCResult", "sample_posterior"]
 
 LogLike = Callable[[np.ndarray], np.ndarray]
 """Vectorized log-likelihood: θ of shape (m, p) -> log p(x | θ) of shape (m,)."""
@@ -84,8 +84,9 @@ def _log_posterior(log_like: LogLike, prior: Prior) -> Callable[[np.ndarray], np
             bad = np.isnan(ll) | (ll == np.inf)
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
+                what = "NaN" if np.isnan(ll[i]) else "+inf"
                 raise ValueError(
-                    f"log_like returned {ll[i]} at theta = {theta[inside][i].tolist()} "
+                    f"log_like returned {what} at theta = {theta[inside][i].tolist()} "
                     f"({int(bad.sum())} of {ll.size} rows in this batch); the likelihood must be "
                     "finite or -inf: check the model / data for this parameter point"
                 )
@@ -248,7 +249,7 @@ def sample_posterior(
     available = num_walkers * ((n_steps - burn_in) // thin)
     if available < num_samples:
         # Rather thin less than return too few samples; warn only if even thin=1 is short.
-        thin = max(1, (n_steps - burn_in) * num_walkers // num_samples)
+        thin = max(1, (n_steps - burn_in) // math.ceil(num_samples / num_walkers))
         available = num_walkers * ((n_steps - burn_in) // thin)
         if available < num_samples:
             warnings.warn(

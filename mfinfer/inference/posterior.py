@@ -150,7 +150,12 @@ class Posterior:
         """
         res = sample_posterior(log_like, prior, num_samples, **mcmc_kwargs)
         return cls(
-            res.samples, prior, log_like, log_probs=res.log_prob, mcmc=res, labels=labels,
+            res.samples,
+            prior,
+            log_like,
+            log_probs=res.log_prob,
+            mcmc=res,
+            labels=labels,
             metadata=metadata,
         )
 
@@ -193,7 +198,8 @@ class Posterior:
 
         Stored samples are resampled without replacement when ``n`` does not exceed their
         number; otherwise MCMC is run again (started from stored samples) and the new
-        samples are appended to the store. This needs ``log_like`` and ``prior``.
+        samples are appended to the store (``mcmc`` keeps the diagnostics of the first
+        run). This needs ``log_like`` and ``prior``.
 
         Arguments:
             n: Number of samples.
@@ -209,11 +215,20 @@ class Posterior:
                 "them: Posterior.load(path, log_like=..., prior=...) or ask for fewer samples"
             )
         walkers = self.mcmc.num_walkers if self.mcmc is not None else max(32, 2 * self.dim + 2)
-        pick = rng.choice(len(self.samples), size=walkers, replace=walkers > len(self.samples))
-        start = self.samples[pick]
+        if len(np.unique(self.samples, axis=0)) >= walkers:  # start from distinct samples
+            unique = np.unique(self.samples, axis=0)
+            start = unique[rng.choice(len(unique), size=walkers, replace=False)]
+        else:  # too few: a small ball around the best one
+            lp = self.log_probs if self.log_probs is not None else self.log_prob(self.samples)
+            start = self.samples[int(np.argmax(lp))]
         res = sample_posterior(
-            self.log_like, self.prior, n - len(self.samples), num_walkers=walkers, rng=rng,
-            initial=start, progress=False,
+            self.log_like,
+            self.prior,
+            n - len(self.samples),
+            num_walkers=walkers,
+            rng=rng,
+            initial=start,
+            progress=False,
         )
         lp_old = self.log_probs if self.log_probs is not None else self.log_prob(self.samples)
         self.samples = np.concatenate([self.samples, res.samples])
@@ -256,8 +271,10 @@ class Posterior:
         from scipy.optimize import minimize
 
         low, high = self.prior.bounds
-        bounds = [(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None)
-                  for lo, hi in zip(low, high)]
+        bounds = [
+            (lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None)
+            for lo, hi in zip(low, high)
+        ]
 
         def neg(t: np.ndarray) -> float:
             v = float(self.log_prob(t[None, :])[0])
@@ -276,8 +293,10 @@ class Posterior:
             "labels": self.labels,
             "mean": self.mean.tolist(),
             "std": self.std.tolist() if len(self.samples) > 1 else [0.0] * self.dim,
-            "quantiles": {str(q): v.tolist() for q, v in
-                          zip(SUMMARY_QUANTILES, self.quantiles(SUMMARY_QUANTILES))},
+            "quantiles": {
+                str(q): v.tolist()
+                for q, v in zip(SUMMARY_QUANTILES, self.quantiles(SUMMARY_QUANTILES))
+            },
             "prior": _prior_to_config(self.prior),
             "metadata": self.metadata,
         }
@@ -317,8 +336,9 @@ class Posterior:
             sets["reference"] = reference
         elif reference is not None:
             sets.update(reference)
-        return corner_plot(sets, truth=truth, path=path, labels=labels or self.labels,
-                           **corner_kwargs)
+        return corner_plot(
+            sets, truth=truth, path=path, labels=labels or self.labels, **corner_kwargs
+        )
 
     # ---------------------------------------------------------------- storage
 
@@ -336,8 +356,12 @@ class Posterior:
         if self.log_probs is not None:
             arrays["log_probs"] = self.log_probs
         if self.mcmc is not None:
-            arrays.update(mcmc_samples=self.mcmc.samples, mcmc_log_prob=self.mcmc.log_prob,
-                          mcmc_tau=self.mcmc.tau, mcmc_ess=self.mcmc.ess)
+            arrays.update(
+                mcmc_samples=self.mcmc.samples,
+                mcmc_log_prob=self.mcmc.log_prob,
+                mcmc_tau=self.mcmc.tau,
+                mcmc_ess=self.mcmc.ess,
+            )
         summary = self.summary()
         text = json.dumps(summary, indent=2, default=_json_default, allow_nan=True)
         npz, js = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
@@ -366,13 +390,17 @@ class Posterior:
         npz, js = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
         for f in (npz, js):
             if not f.exists():
-                raise FileNotFoundError(f"Posterior.load: {f} not found; expected {npz} and {js}"
-                                        " as written by Posterior.save")
+                raise FileNotFoundError(
+                    f"Posterior.load: {f} not found; expected {npz} and {js}"
+                    " as written by Posterior.save"
+                )
         summary = json.loads(js.read_text())
         version = summary.get("format_version")
         if version != FORMAT_VERSION:
-            raise ValueError(f"Posterior.load: {js} has format_version {version}, this version of "
-                             f"mfinfer reads {FORMAT_VERSION}")
+            raise ValueError(
+                f"Posterior.load: {js} has format_version {version}, this version of "
+                f"mfinfer reads {FORMAT_VERSION}"
+            )
         with np.load(npz, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
         if prior is None and summary.get("prior") is not None:
@@ -381,18 +409,32 @@ class Posterior:
         if "mcmc" in summary and "mcmc_samples" in arrays:
             m = summary["mcmc"]
             mcmc = MCMCResult(
-                samples=arrays["mcmc_samples"], log_prob=arrays["mcmc_log_prob"],
-                tau=arrays["mcmc_tau"], ess=arrays["mcmc_ess"],
-                acceptance_fraction=float(m["acceptance_fraction"]), n_steps=int(m["n_steps"]),
-                burn_in=int(m["burn_in"]), thin=int(m["thin"]),
-                num_walkers=int(m["num_walkers"]), converged=bool(m["converged"]),
+                samples=arrays["mcmc_samples"],
+                log_prob=arrays["mcmc_log_prob"],
+                tau=arrays["mcmc_tau"],
+                ess=arrays["mcmc_ess"],
+                acceptance_fraction=float(m["acceptance_fraction"]),
+                n_steps=int(m["n_steps"]),
+                burn_in=int(m["burn_in"]),
+                thin=int(m["thin"]),
+                num_walkers=int(m["num_walkers"]),
+                converged=bool(m["converged"]),
             )
-        return cls(arrays["samples"], prior, log_like, log_probs=arrays.get("log_probs"),
-                   mcmc=mcmc, labels=summary.get("labels"), metadata=summary.get("metadata"))
+        return cls(
+            arrays["samples"],
+            prior,
+            log_like,
+            log_probs=arrays.get("log_probs"),
+            mcmc=mcmc,
+            labels=summary.get("labels"),
+            metadata=summary.get("metadata"),
+        )
 
     def __repr__(self) -> str:
-        return (f"Posterior(n={len(self.samples)}, p={self.dim}, labels={self.labels}, "
-                f"log_like={'yes' if self.log_like is not None else 'no'})")
+        return (
+            f"Posterior(n={len(self.samples)}, p={self.dim}, labels={self.labels}, "
+            f"log_like={'yes' if self.log_like is not None else 'no'})"
+        )
 
 
 def corner_plot(
@@ -431,13 +473,17 @@ def corner_plot(
 
     if not posteriors:
         raise ValueError("posteriors: expected at least one name -> samples entry, got none")
-    sets = {k: np.asarray(v.samples if isinstance(v, Posterior) else v, dtype=float)
-            for k, v in posteriors.items()}
+    sets = {
+        k: np.asarray(v.samples if isinstance(v, Posterior) else v, dtype=float)
+        for k, v in posteriors.items()
+    }
     sets = {k: (v[:, None] if v.ndim == 1 else v) for k, v in sets.items()}
     dims = {v.shape[1] for v in sets.values()}
     if len(dims) != 1:
-        raise ValueError(f"posteriors: all sample sets need the same number of parameters, got "
-                         f"{ {k: v.shape for k, v in sets.items()} }")
+        raise ValueError(
+            f"posteriors: all sample sets need the same number of parameters, got "
+            f"{ {k: v.shape for k, v in sets.items()} }"
+        )
     p = dims.pop()
     if truth is not None:
         truth = np.asarray(truth, dtype=float).reshape(-1)
@@ -459,24 +505,41 @@ def corner_plot(
     fig = None
     for (name, samples), color in zip(sets.items(), colors):
         fig = corner.corner(
-            samples, fig=fig, bins=bins, range=ranges, color=color, labels=labels,
-            smooth=smooth if p > 1 else None, plot_datapoints=False, plot_density=False,
-            fill_contours=False, levels=(0.393, 0.865),  # 1 and 2 sigma of a 2-D Gaussian
+            samples,
+            fig=fig,
+            bins=bins,
+            range=ranges,
+            color=color,
+            labels=labels,
+            smooth=smooth if p > 1 else None,
+            plot_datapoints=False,
+            plot_density=False,
+            fill_contours=False,
+            levels=(0.393, 0.865),  # 1 and 2 sigma of a 2-D Gaussian
             hist_kwargs={"density": True, "color": color},
         )
     if truth is not None:
-        corner.overplot_lines(fig, truth, color="k", linestyle="--", linewidth=1)
-        if p > 1:
+        if p == 1:  # corner's overplot helpers expect a grid of axes
+            fig.axes[0].axvline(truth[0], color="k", linestyle="--", linewidth=1)
+        else:
+            corner.overplot_lines(fig, truth, color="k", linestyle="--", linewidth=1)
             corner.overplot_points(fig, truth[None, :], marker="s", color="k", markersize=4)
     handles = [Line2D([], [], color=c, label=k) for k, c in zip(sets, colors)]
     if truth is not None:
         handles.append(Line2D([], [], color="k", linestyle="--", label="truth"))
-    fig.legend(handles=handles, loc="upper right", frameon=False)
+    if p == 1:
+        fig.axes[0].legend(
+            handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False
+        )
+    else:
+        fig.legend(handles=handles, loc="upper right", frameon=False)
 
     path = Path(path)
     suffix = path.suffix.lstrip(".") or "png"
     try:
-        _atomic_write(path, lambda f: fig.savefig(f, format=suffix, dpi=dpi), "wb")
+        _atomic_write(
+            path, lambda f: fig.savefig(f, format=suffix, dpi=dpi, bbox_inches="tight"), "wb"
+        )
     finally:
         plt.close(fig)
     return path

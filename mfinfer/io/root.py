@@ -66,7 +66,7 @@ class CorruptFileError(OSError):
     """The file exists but is not a readable ROOT file (truncated, corrupt or not ROOT at all)."""
 
 
-def _uproot():  # noqa: ANN202 - module
+def _uproot():
     try:
         import uproot
     except ImportError as err:  # pragma: no cover - uproot is a core dependency
@@ -76,7 +76,7 @@ def _uproot():  # noqa: ANN202 - module
     return uproot
 
 
-def _awkward():  # noqa: ANN202 - module
+def _awkward():
     try:
         import awkward
     except ImportError as err:  # pragma: no cover - awkward is a core dependency
@@ -91,9 +91,15 @@ def _nearest(name: str, choices: Sequence[str], n: int = 8) -> list[str]:
     return close + [c for c in choices if c not in close][: max(0, n - len(close))]
 
 
-def _missing(what: str, name: str, path: Path, where: str, available: Sequence[str]) -> MissingKeyError:
+def _missing(
+    what: str, name: str, path: Path, where: str, available: Sequence[str]
+) -> MissingKeyError:
     avail = _nearest(name, available)
-    more = "" if len(avail) >= len(set(available)) else f" (and {len(set(available)) - len(avail)} more)"
+    more = (
+        ""
+        if len(avail) >= len(set(available))
+        else f" (and {len(set(available)) - len(avail)} more)"
+    )
     listing = ", ".join(repr(a) for a in avail) if avail else "none"
     return MissingKeyError(
         f"{path}: no {what} {name!r} in {where}; available (nearest first): {listing}{more}"
@@ -103,8 +109,17 @@ def _missing(what: str, name: str, path: Path, where: str, available: Sequence[s
 # Exceptions that mean "these bytes are not a (whole) ROOT file".
 def _corrupt_types() -> tuple[type[BaseException], ...]:
     uproot = _uproot()
-    types: list[type[BaseException]] = [struct.error, zlib.error, ValueError, OSError, EOFError,
-                                        IndexError, TypeError, AssertionError, OverflowError]
+    types: list[type[BaseException]] = [
+        struct.error,
+        zlib.error,
+        ValueError,
+        OSError,
+        EOFError,
+        IndexError,
+        TypeError,
+        AssertionError,
+        OverflowError,
+    ]
     types.append(uproot.deserialization.DeserializationError)
     return tuple(types)
 
@@ -116,7 +131,7 @@ def _corrupt(path: Path, err: BaseException, doing: str) -> CorruptFileError:
     )
 
 
-def _open(path: str | os.PathLike):  # noqa: ANN202 - uproot.ReadOnlyDirectory
+def _open(path: str | os.PathLike):
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(2, f"no such ROOT file: {path}", str(path))
@@ -138,7 +153,7 @@ def _open(path: str | os.PathLike):  # noqa: ANN202 - uproot.ReadOnlyDirectory
     return f
 
 
-def _get_tree(file, path: Path, tree: str):  # noqa: ANN001, ANN202 - uproot objects
+def _get_tree(file, path: Path, tree: str):
     classes = {k.split(";")[0]: v for k, v in file.classnames().items()}
     if tree not in classes:
         trees = [k for k, v in classes.items() if v in ("TTree", "TNtuple", "ROOT::RNTuple")]
@@ -162,7 +177,9 @@ def _json_default(obj: Any) -> Any:
         return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
-    raise TypeError(f"metadata: expected JSON-serialisable values, got {type(obj).__name__}: {obj!r}")
+    raise TypeError(
+        f"metadata: expected JSON-serialisable values, got {type(obj).__name__}: {obj!r}"
+    )
 
 
 def write_events(
@@ -212,11 +229,19 @@ def write_events(
         raise ValueError(f"names: expected identifiers ([A-Za-z_][A-Za-z0-9_]*), got {bad[:5]}")
     dup = sorted({s for s in names + theta_names if (names + theta_names).count(s) > 1})
     if dup:
-        raise ValueError(f"names: expected unique branch names (theta_j are reserved), got duplicates {dup}")
+        raise ValueError(
+            f"names: expected unique branch names (theta_j are reserved), got duplicates {dup}"
+        )
     if not _NAME.match(tree):
         raise ValueError(f"tree: expected an identifier, got {tree!r}")
-    info = {"format": FORMAT, "tree": tree, "observables": names, "parameters": theta_names,
-            "n_events": n, "metadata": dict(metadata or {})}
+    info = {
+        "format": FORMAT,
+        "tree": tree,
+        "observables": names,
+        "parameters": theta_names,
+        "n_events": n,
+        "metadata": dict(metadata or {}),
+    }
     text = json.dumps(info, default=_json_default, sort_keys=False)
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -227,7 +252,9 @@ def write_events(
             # mktree + extend: a plain f[tree] = {...} writes an RNTuple with uproot >= 5.7.
             t = f.mktree(tree, {k: np.float64 for k in columns})
             for start in range(0, max(n, 1), _CHUNK):
-                t.extend({k: np.ascontiguousarray(v[start:start + _CHUNK]) for k, v in columns.items()})
+                t.extend(
+                    {k: np.ascontiguousarray(v[start : start + _CHUNK]) for k, v in columns.items()}
+                )
             f[_meta_key(tree)] = text
         os.replace(tmp, path)
     except BaseException:
@@ -278,7 +305,11 @@ def read_events(
             raise _corrupt(path, err, f"reading tree {tree!r}") from err
         n = int(info["n_events"])
         x = np.stack([arrays[b] for b in names], axis=1) if names else np.empty((n, 0))
-        theta = np.stack([arrays[b] for b in info["parameters"]], axis=1) if info["parameters"] else None
+        theta = (
+            np.stack([arrays[b] for b in info["parameters"]], axis=1)
+            if info["parameters"]
+            else None
+        )
         if len(x) != n:
             raise CorruptFileError(f"{path}: expected {n} events in tree {tree!r}, got {len(x)}")
     return x.astype(np.float64), theta, info["metadata"]
@@ -318,9 +349,13 @@ class LeptonSelection:
 
     def __post_init__(self) -> None:
         if self.momentum not in ("ptetaphi", "cartesian"):
-            raise ValueError(f"momentum: must be one of ('ptetaphi', 'cartesian'), got {self.momentum!r}")
+            raise ValueError(
+                f"momentum: must be one of ('ptetaphi', 'cartesian'), got {self.momentum!r}"
+            )
         if self.require not in ("exactly", "at_least"):
-            raise ValueError(f"require: must be one of ('exactly', 'at_least'), got {self.require!r}")
+            raise ValueError(
+                f"require: must be one of ('exactly', 'at_least'), got {self.require!r}"
+            )
         if len(tuple(self.min_pt)) != 2:
             raise ValueError(f"min_pt: expected (electron, muon) thresholds, got {self.min_pt!r}")
         object.__setattr__(self, "min_pt", tuple(float(v) for v in self.min_pt))
@@ -360,7 +395,11 @@ class LeptonSelection:
             q = col[self.charge]
             neg, pos = good & (q < 0), good & (q > 0)
             nneg, npos = ak.to_numpy(ak.sum(neg, axis=1)), ak.to_numpy(ak.sum(pos, axis=1))
-            ok = (nneg == 1) & (npos == 1) if self.require == "exactly" else (nneg >= 1) & (npos >= 1)
+            ok = (
+                (nneg == 1) & (npos == 1)
+                if self.require == "exactly"
+                else (nneg >= 1) & (npos >= 1)
+            )
             if self.require == "exactly":
                 ok &= ak.to_numpy(ak.sum(good, axis=1)) == 2
             keep = ok if keep is None else keep & ok
@@ -381,12 +420,12 @@ def _expressions(branches: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
     return {str(b): str(b) for b in branches}
 
 
-def _read_arrays(t, path: Path, tree: str, exprs: Mapping[str, str]):  # noqa: ANN001, ANN202
+def _read_arrays(t, path: Path, tree: str, exprs: Mapping[str, str]):
     """Evaluate {output name: expression} on tree ``t`` -> awkward record array."""
     uproot = _uproot()
     available = list(t.keys())
-    for name, expr in exprs.items():
-        if _NAME.match(expr) and expr not in available:
+    for expr in exprs.values():
+        if _NAME.match(expr) and expr not in available and expr not in exprs:
             raise _missing("branch", expr, path, f"tree {tree!r}", available)
     aliases = {k: v for k, v in exprs.items() if k != v}
     try:
@@ -425,7 +464,9 @@ def read_user_events(
     """
     path = Path(path)
     if selection is not None and not isinstance(selection, LeptonSelection):
-        raise TypeError(f"selection: expected a LeptonSelection or None, got {type(selection).__name__}")
+        raise TypeError(
+            f"selection: expected a LeptonSelection or None, got {type(selection).__name__}"
+        )
     if selection is None and not branches:
         raise ValueError("branches: expected branch names or {column: expression}, got none")
     with _open(path) as f:

@@ -81,7 +81,7 @@ def _evaluate(model: nn.Module, loss, x: Tensor, theta: Tensor | None, batch_siz
     total = 0.0
     for idx in torch.arange(len(x)).split(max(batch_size, 1000)):
         with torch.no_grad() if not _needs_grad(loss) else torch.enable_grad():
-            total += float(loss(model, x[idx], None if theta is None else theta[idx])) * len(idx)
+            total += loss(model, x[idx], None if theta is None else theta[idx]).item() * len(idx)
     return total / len(x)
 
 

@@ -1,0 +1,110 @@
+"""Training: it learns the circle, resumes exactly after SIGKILL, and refuses bad data and NaN losses."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mfinfer.models import AmbientFlow, ManifoldFlow, load_model
+from mfinfer.training import NonFiniteLossError, TrainConfig, train
+from mfinfer.training.schedules import segments
+from simulators import get_simulator
+
+SMALL = dict(hidden_features=16, num_blocks=1)
+JOB = Path(__file__).with_name("resume_job.py")
+
+
+def test_mflow_learns_the_circle():
+    start = time.perf_counter()
+    sim = get_simulator("circle")
+    _, x = sim.simulate(4000, rng=0)
+    model = ManifoldFlow(2, 1, outer_layers=3, inner_layers=2, hidden_features=32)
+    train(model, x, config=TrainConfig(epochs=30, lr=3e-3, progress=False))
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    with torch.no_grad():
+        reconstruction = (model.project(xt) - xt).norm(dim=1).mean().item()
+        samples = model.sample(2000).double().numpy()
+    assert reconstruction < 0.05
+    assert sim.distance_to_manifold(samples).mean() < 0.05
+    assert time.perf_counter() - start < 60
+
+
+@pytest.mark.parametrize("schedule", ["alternating", "simultaneous", "pie", "nll"])
+def test_every_schedule_lowers_its_loss(schedule):
+    _, x = get_simulator("circle").simulate(600, rng=0)
+    model = ManifoldFlow(2, 1, outer_layers=2, inner_layers=1, pie_epsilon=0.1, **SMALL)
+    if schedule == "nll":
+        model = AmbientFlow(2, num_layers=2, **SMALL)
+    hist = train(model, x, config=TrainConfig(schedule=schedule, epochs=4, progress=False, patience=None))
+    assert len(hist) == 4
+    assert hist[-1]["val"] < hist[0]["val"]
+
+
+def test_sequential_schedule_splits_epochs():
+    assert segments("sequential", 10) == [(("M",), 5), (("D",), 5)]
+    with pytest.raises(ValueError, match="schedule: must be one of"):
+        segments("bogus", 3)
+    with pytest.raises(ValueError, match="schedule: must be one of"):
+        TrainConfig(schedule="bogus")
+
+
+def _job(run_dir, *flags):
+    return subprocess.Popen([sys.executable, str(JOB), str(run_dir), *flags])
+
+
+def test_resume_after_sigkill_gives_identical_weights(tmp_path):
+    full = _job(tmp_path / "full")
+    killed = _job(tmp_path / "killed")
+    ckpt = tmp_path / "killed" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until at least 3 epochs are checkpointed, then SIGKILL
+        if ckpt.exists() and torch.load(ckpt, weights_only=True)["epoch"] >= 3:
+            break
+        time.sleep(0.05)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    epoch_at_kill = torch.load(ckpt, weights_only=True)["epoch"]
+    assert 3 <= epoch_at_kill < 12, "the job was not killed mid-training"
+    assert not (tmp_path / "killed" / "final").exists()
+    assert _job(tmp_path / "killed", "--resume").wait() == 0
+    assert full.wait() == 0
+    a = load_model(tmp_path / "full" / "final").state_dict()
+    b = load_model(tmp_path / "killed" / "final").state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nan_rows_raise_with_count_or_drop_with_warning():
+    _, x = get_simulator("circle").simulate(200, rng=0)
+    x[[3, 7, 11]] = np.nan
+    x[20, 1] = np.inf
+    model = ManifoldFlow(2, 1, outer_layers=1, inner_layers=1, **SMALL)
+    cfg = TrainConfig(epochs=1, progress=False)
+    with pytest.raises(ValueError, match="4 of 200 rows contain NaN or inf"):
+        train(model, x, config=cfg)
+    with pytest.warns(UserWarning, match="dropping 4 of 200 rows"):
+        train(model, x, config=cfg, drop_invalid=True)
+
+
+def test_shape_errors():
+    model = ManifoldFlow(3, 2, param_dim=2, outer_layers=1, inner_layers=1, **SMALL)
+    cfg = TrainConfig(epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"x: expected shape \(n, 3\), got \(10, 4\)"):
+        train(model, np.zeros((10, 4)), np.zeros((10, 2)), config=cfg)
+    with pytest.raises(ValueError, match=r"theta: expected shape \(10, 2\) to match x, got \(10, 1\)"):
+        train(model, np.zeros((10, 3)), np.zeros((10, 1)), config=cfg)
+
+
+def test_nan_loss_stops_with_location(tmp_path):
+    _, x = get_simulator("circle").simulate(200, rng=0)
+    model = AmbientFlow(2, num_layers=1, **SMALL)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match=r"phase nll, epoch 0, batch 0"):
+        train(model, x, config=TrainConfig(epochs=2, progress=False), run_dir=tmp_path)
