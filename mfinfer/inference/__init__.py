@@ -4,13 +4,16 @@
   autocorrelation-based burn-in, thinning and stopping) and its :class:`MCMCResult`.
 - :mod:`~mfinfer.inference.posterior`: :class:`Posterior` (samples + log-prob + prior,
   summaries, corner plots, npz/JSON storage) and :func:`corner_plot` for overlays.
+- :mod:`~mfinfer.inference.likelihood`: Σ_i log p(x_i|θ) of a trained model (with the cached
+  projection) or of a simulator's exact likelihood.
+- :mod:`~mfinfer.inference.estimator`: the sbi-style ``LikelihoodEstimator``.
 """
 
 from mfinfer.inference.mcmc import LogLike, MCMCResult, sample_posterior
 from mfinfer.inference.posterior import Posterior, corner_plot
 
-# Model-based likelihoods (i.i.d. events through a trained flow) are added here:
-# from mfinfer.inference.likelihood import IIDLikelihood, LikelihoodEstimator
+from mfinfer.inference.estimator import LikelihoodEstimator, LikelihoodPosterior
+from mfinfer.inference.likelihood import ModelLikelihood, SimulatorLikelihood, check_events
 
 __all__ = [
     "LogLike",
@@ -18,6 +21,9 @@ __all__ = [
     "Posterior",
     "corner_plot",
     "sample_posterior",
-    # "IIDLikelihood",
-    # "LikelihoodEstimator",
+    "LikelihoodEstimator",
+    "LikelihoodPosterior",
+    "ModelLikelihood",
+    "SimulatorLikelihood",
+    "check_events",
 ]
