@@ -71,7 +71,9 @@ class Run:
 
     def _write_provenance(self) -> None:
         cfg_path = self.dir / "config.yaml"
-        text = yaml.safe_dump(self.config.to_dict(), sort_keys=False)
+        # the run directory is one seed of one experiment: where it lives and the other seeds don't matter
+        record = {k: v for k, v in self.config.to_dict().items() if k not in ("output_dir", "seeds")}
+        text = yaml.safe_dump(record, sort_keys=False)
         if cfg_path.exists() and cfg_path.read_text() != text:
             raise ValueError(f"{cfg_path}: this run directory was made with a different config; "
                              "use another name or output_dir, or delete the directory")
@@ -203,7 +205,8 @@ class Run:
         t = torch.as_tensor(theta, dtype=ref.dtype, device=ref.device)
         xt = torch.as_tensor(x, dtype=ref.dtype, device=ref.device)
         with torch.no_grad():
-            samples = model.sample(len(theta), t).cpu().numpy()
+            gen = torch.Generator(device=ref.device).manual_seed(self.seed)
+            samples = model.sample(len(theta), t, generator=gen).cpu().numpy()
             rec = (model.project(xt) - xt).norm(dim=1).cpu().numpy() if isinstance(model, InjectiveFlow) \
                 else np.zeros(len(x))
         result = {"reconstruction_error": float(rec.mean()), "ood_threshold": float(np.quantile(rec, 0.99))}

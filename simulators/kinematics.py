@@ -5,10 +5,10 @@ order ``e-, e+, mu-, mu+``. Conventions (Gao et al., arXiv:1001.3396; Bolognesi 
 arXiv:1208.4018, appendix):
 
 - **Pairing by flavour**: ``Z1 = (e- e+)``, ``Z2 = (mu- mu+)`` (no ambiguity for 2e2mu), so ``m_Z1``
-  is ``m_ee`` and may be the off-shell one.
-- **Higgs rest frame**: reached from the lab by the pure (rotation-free) boost along the four-lepton
-  momentum; its axes are the lab axes. The beam axis ``n_z`` is the lab ``+z`` unit vector there.
-- With ``q11, q12, q21, q22 = e-, e+, mu-, mu+`` and ``q1 = q11 + q12``, ``q2 = q21 + q22`` (H frame):
+is ``m_ee`` and may be the off-shell one. - **Higgs rest frame**: reached from the lab by the pure
+  (rotation-free) boost along the four-lepton momentum; its axes are the lab axes. The beam axis
+``n_z`` is the lab ``+z`` unit vector there. - With ``q11, q12, q21, q22 = e-, e+, mu-, mu+`` and
+``q1 = q11 + q12``, ``q2 = q21 + q22`` (H frame):
   ``n1 = q11 x q12 / |.|``, ``n2 = q21 x q22 / |.|``, ``n_sc = n_z x q1 / |.|``;
   ``cos theta* = q1.n_z / |q1|``;
   ``Phi1 = sign(q1.(n1 x n_sc)) arccos(n1.n_sc)``;
@@ -27,20 +27,20 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "MH",
-    "LEPTONS",
-    "OBSERVABLE_NAMES",
     "ANGLE_NAMES",
     "CHART_NAMES",
-    "mdot",
-    "mass",
-    "boost",
+    "LEPTONS",
+    "MH",
+    "OBSERVABLE_NAMES",
     "angles",
-    "decay_chart",
+    "boost",
     "chart_from_momenta",
+    "decay_chart",
+    "mass",
+    "mdot",
     "momenta_from_chart",
-    "observables",
     "momenta_from_observables",
+    "observables",
 ]
 
 #: Higgs mass (GeV), fixed: ``m_4l = MH`` exactly on the manifold.
@@ -69,11 +69,15 @@ def _as_momenta(*ps: np.ndarray) -> list[np.ndarray]:
         if p.ndim == 1:
             p = p[None, :]
         if p.ndim != 2 or p.shape[1] != 4:
-            raise ValueError(f"momentum {i}: expected shape (n, 4) as (E, px, py, pz), got {p.shape}")
+            raise ValueError(
+                f"momentum {i}: expected shape (n, 4) as (E, px, py, pz), got {p.shape}"
+            )
         out.append(p)
     n = {len(p) for p in out}
     if len(n) != 1:
-        raise ValueError(f"momenta: all must have the same number of rows, got {[len(p) for p in out]}")
+        raise ValueError(
+            f"momenta: all must have the same number of rows, got {[len(p) for p in out]}"
+        )
     return out
 
 
@@ -118,7 +122,7 @@ def _signed_angle(sign_arg: np.ndarray, cos: np.ndarray) -> np.ndarray:
     return np.where(sign_arg < 0, -ang, ang)
 
 
-def decay_chart(p_em, p_ep, p_mm, p_mp) -> np.ndarray:  # noqa: ANN001
+def decay_chart(p_em, p_ep, p_mm, p_mp) -> np.ndarray:
     """Rest-frame chart of the decay: ``(n, 8)`` columns ``m_Z1, m_Z2, cos_theta_star, Phi1,
     cos_theta1, cos_theta2, Phi, psi`` (see the module docstring for the conventions)."""
     p_em, p_ep, p_mm, p_mp = _as_momenta(p_em, p_ep, p_mm, p_mp)
@@ -145,13 +149,21 @@ def decay_chart(p_em, p_ep, p_mm, p_mp) -> np.ndarray:  # noqa: ANN001
     cos_theta2 = -np.sum(a * b, -1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
     psi = np.arctan2(v1[:, 1], v1[:, 0])
     return np.stack(
-        [mass(q1), mass(q2), cos_theta_star, Phi1, np.clip(cos_theta1, -1, 1),
-         np.clip(cos_theta2, -1, 1), Phi, psi],
+        [
+            mass(q1),
+            mass(q2),
+            cos_theta_star,
+            Phi1,
+            np.clip(cos_theta1, -1, 1),
+            np.clip(cos_theta2, -1, 1),
+            Phi,
+            psi,
+        ],
         axis=1,
     )
 
 
-def angles(p_em, p_ep, p_mm, p_mp) -> np.ndarray:  # noqa: ANN001
+def angles(p_em, p_ep, p_mm, p_mp) -> np.ndarray:
     """The five decay angles ``(n, 5)``: ``cos theta*, Phi1, cos theta1, cos theta2, Phi``."""
     return decay_chart(p_em, p_ep, p_mm, p_mp)[:, 2:7]
 
@@ -162,7 +174,7 @@ def _pt_y_phi(P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return pt, y, np.arctan2(P[:, 2], P[:, 1])
 
 
-def chart_from_momenta(p_em, p_ep, p_mm, p_mp) -> np.ndarray:  # noqa: ANN001
+def chart_from_momenta(p_em, p_ep, p_mm, p_mp) -> np.ndarray:
     """Full 11-d chart ``(n, 11)``, columns :data:`CHART_NAMES`: the 8 decay coordinates of
     :func:`decay_chart` then ``pt_4l, y_4l, phi_4l`` of the four-lepton system."""
     p_em, p_ep, p_mm, p_mp = _as_momenta(p_em, p_ep, p_mm, p_mp)
@@ -171,7 +183,17 @@ def chart_from_momenta(p_em, p_ep, p_mm, p_mp) -> np.ndarray:  # noqa: ANN001
 
 
 def momenta_from_chart(
-    m1, m2, cos_theta_star, Phi1, cos_theta1, cos_theta2, Phi, psi=0.0, pt=0.0, y=0.0, phi=0.0,  # noqa: ANN001
+    m1,
+    m2,
+    cos_theta_star,
+    Phi1,
+    cos_theta1,
+    cos_theta2,
+    Phi,
+    psi=0.0,
+    pt=0.0,
+    y=0.0,
+    phi=0.0,
     m4l: float = MH,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Lepton momenta from the chart (inverse of :func:`chart_from_momenta`).
@@ -185,11 +207,15 @@ def momenta_from_chart(
 
     Construction, in the H rest frame: Z1 along ``q1 = (sin t* cos psi, sin t* sin psi, cos t*)``;
     basis ``e1 = n_sc``, ``e2 = q1 x e1``; the e- in the Z1 frame points along
-    ``cos t1 q1 + sin t1 (cos f1 e1 + sin f1 e2)`` with ``f1 = pi/2 - Phi1``; the mu- in the Z2 frame
-    along ``-cos t2 q1 + sin t2 (cos f2 e1 + sin f2 e2)`` with ``f2 = f1 - Phi``.
+    ``cos t1 q1 + sin t1 (cos f1 e1 + sin f1 e2)`` with ``f1 = pi/2 - Phi1``; the mu- in the Z2
+    frame along ``-cos t2 q1 + sin t2 (cos f2 e1 + sin f2 e2)`` with ``f2 = f1 - Phi``.
     """
-    arrs = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in
-                                 (m1, m2, cos_theta_star, Phi1, cos_theta1, cos_theta2, Phi, psi, pt, y, phi)))
+    arrs = np.broadcast_arrays(
+        *(
+            np.asarray(a, dtype=float)
+            for a in (m1, m2, cos_theta_star, Phi1, cos_theta1, cos_theta2, Phi, psi, pt, y, phi)
+        )
+    )
     m1, m2, cts, Phi1, ct1, ct2, Phi, psi, pt, y, phi = (np.atleast_1d(a).ravel() for a in arrs)
     n = len(m1)
     lam = (m4l**2 - (m1 + m2) ** 2) * (m4l**2 - (m1 - m2) ** 2)
@@ -201,7 +227,11 @@ def momenta_from_chart(
     e1 = np.stack([-u[:, 1], u[:, 0], np.zeros(n)], 1)  # z x u
     norm = np.linalg.norm(e1, axis=1, keepdims=True)
     # degenerate cos theta* = +-1: n_sc undefined, take psi-rotated x axis
-    e1 = np.where(norm > 1e-300, e1 / np.where(norm > 0, norm, 1), np.stack([-np.sin(psi), np.cos(psi), np.zeros(n)], 1))
+    e1 = np.where(
+        norm > 1e-300,
+        e1 / np.where(norm > 0, norm, 1),
+        np.stack([-np.sin(psi), np.cos(psi), np.zeros(n)], 1),
+    )
     e2 = np.cross(u, e1)
 
     def two_body(m, direction, sign):  # Z of mass m moving along sign*u, lepton along `direction`
@@ -228,7 +258,7 @@ def momenta_from_chart(
     return out  # type: ignore[return-value]
 
 
-def observables(p_em, p_ep, p_mm, p_mp) -> np.ndarray:  # noqa: ANN001
+def observables(p_em, p_ep, p_mm, p_mp) -> np.ndarray:
     """All observables ``(n, 38)``, columns :data:`OBSERVABLE_NAMES`.
 
     Arguments:
@@ -252,8 +282,11 @@ def observables(p_em, p_ep, p_mm, p_mp) -> np.ndarray:  # noqa: ANN001
     return np.concatenate(cols, 1)
 
 
-def momenta_from_observables(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The four lepton momenta ``(n, 4)`` stored in columns 0-15 of observables ``x`` ``(n, 38)``."""
+def momenta_from_observables(
+    x: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The four lepton momenta ``(n, 4)`` stored in columns 0-15 of observables ``x`` ``(n,
+    38)``."""
     x = np.asarray(x, dtype=float)
     if x.ndim != 2 or x.shape[1] != len(OBSERVABLE_NAMES):
         raise ValueError(f"x: expected shape (n, {len(OBSERVABLE_NAMES)}), got {x.shape}")
