@@ -31,9 +31,14 @@ from mfinfer.models import InjectiveFlow, build_model, load_model, save_model
 from mfinfer.training import train
 from mfinfer.utils import atomic_write, atomic_write_json, read_json
 
-__all__ = ["Run", "run_all", "STAGES"]
+__all__ = ["Run", "run_all", "summarize", "path_name", "STAGES"]
 
 STAGES = ("simulate", "train", "infer", "evaluate")
+
+
+def path_name(name: str) -> str:
+    """A model name as a file or folder name: path separators become '-'."""
+    return name.replace("/", "-").replace("\\", "-")
 
 
 def _seed(*keys: int) -> np.random.Generator:
@@ -97,7 +102,7 @@ class Run:
                 _save_npz(obs, theta=theta_true[0], x=x)
 
     def model_dir(self, model: ModelConfig) -> Path:
-        return self.dir / "models" / model.name
+        return self.dir / "models" / path_name(model.name)
 
     def train(self, only: str | None = None) -> None:
         data = _load_npz(self.dir / "data" / "train.npz")
@@ -137,7 +142,7 @@ class Run:
         return d["theta"], d["x"]
 
     def posterior_path(self, k: int | str, name: str) -> Path:
-        return self.dir / "posteriors" / f"point_{k}" / f"{name}.npz"
+        return self.dir / "posteriors" / f"point_{k}" / f"{path_name(name)}.npz"
 
     def infer(self, x_obs: np.ndarray | None = None, tag: str | None = None) -> None:
         """Sample every posterior at every true point (or for the given events, under ``tag``)."""

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["atomic_write", "atomic_write_json", "atomic_torch_save", "read_json", "seed_everything",
-           "resolve_device"]
+__all__ = ["atomic_write", "atomic_write_json", "atomic_torch_save", "json_default", "read_json",
+           "seed_everything", "resolve_device"]
 
 
 def atomic_write(path: str | Path, write: Any, mode: str = "wb") -> Path:
@@ -38,17 +38,19 @@ def atomic_write(path: str | Path, write: Any, mode: str = "wb") -> Path:
 
 def atomic_write_json(obj: Any, path: str | Path) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
-    return atomic_write(path, lambda f: json.dump(obj, f, indent=2, sort_keys=True, default=_jsonable), "w")
+    return atomic_write(path, lambda f: json.dump(obj, f, indent=2, sort_keys=True, default=json_default), "w")
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, (np.floating, np.integer)):
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` hook: numpy scalars and arrays, paths; anything else is an error."""
+    if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    raise TypeError(f"expected JSON-serialisable values (numbers, strings, lists, dicts), got "
+                    f"{type(obj).__name__}: {obj!r}")
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:

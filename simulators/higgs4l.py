@@ -53,6 +53,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from mfinfer.priors import BoxUniform
+from mfinfer.utils import atomic_write_json
 from simulators import kinematics as kin
 from simulators.base import Simulator, check_theta, check_x
 
@@ -549,23 +550,8 @@ def load_normalisation(
         stacklevel=2,
     )
     data = compute_normalisation(cuts, n_events=n_events)
-    _atomic_write_json(data, _user_cache_dir() / name)
+    atomic_write_json(data, _user_cache_dir() / name)
     return data
-
-
-def _atomic_write_json(obj: dict, path: Path) -> None:
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ----------------------------------------------------------------------------- the simulator
@@ -846,7 +832,7 @@ def main(argv: list[str] | None = None) -> None:
                 cuts, n_events=int(args.n_events), seed=args.seed + int(cuts), progress=False
             )
             path = args.out / f"higgs4l_norm_{_tag(cuts)}.json"
-            _atomic_write_json(data, path)
+            atomic_write_json(data, path)
             print(
                 f"{path}: S = {np.array(data['S']).round(6).tolist()}, max relative MC error of "
                 f"sigma(theta) on the prior grid {data['rel_err_max']:.2e}"

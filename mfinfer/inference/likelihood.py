@@ -76,13 +76,9 @@ class ModelLikelihood:
                 lp = self.model.inner_log_prob(self.u.repeat(m, 1), theta_rep)
             return lp.reshape(m, n).sum(1) - self.half_log_det.sum()
         x_rep = self.x.repeat(m, 1)
-        if isinstance(self.model, InjectiveFlow):
-            grad = torch.enable_grad() if self.mode == "manifold" else torch.no_grad()
-            with grad:
-                lp = self.model.log_prob(x_rep, theta_rep, mode=self.mode).detach()
-        else:
-            with torch.no_grad():
-                lp = self.model.log_prob(x_rep, theta_rep)
+        kwargs = {"mode": self.mode} if isinstance(self.model, InjectiveFlow) else {}
+        with torch.no_grad():  # forward-mode AD for the Jacobian needs no autograd graph
+            lp = self.model.log_prob(x_rep, theta_rep, **kwargs)
         return lp.reshape(m, n).sum(1)
 
     def reconstruction_error(self) -> np.ndarray:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from mfinfer.inference.mcmc import LogLike, MCMCResult, sample_posterior
 from mfinfer.priors import BoxUniform, Gaussian, Prior, prior_from_config
+from mfinfer.utils import atomic_write, json_default
 
 __all__ = ["Posterior", "corner_plot"]
 
@@ -33,33 +33,6 @@ def _prior_to_config(prior: Prior | None) -> dict | None:
     if isinstance(prior, Gaussian):
         return {"type": "gaussian", "mean": list(prior.mean), "std": list(prior.std)}
     return None
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(
-        f"metadata: {type(obj).__name__} is not JSON-serialisable; store plain numbers, "
-        "strings, lists or dicts in Posterior.metadata"
-    )
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
-    """Write via ``write(file)`` to a temporary file in ``path``'s folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _stem(path: str | os.PathLike) -> Path:
@@ -363,10 +336,10 @@ class Posterior:
                 mcmc_ess=self.mcmc.ess,
             )
         summary = self.summary()
-        text = json.dumps(summary, indent=2, default=_json_default, allow_nan=True)
+        text = json.dumps(summary, indent=2, default=json_default, allow_nan=True)
         npz, js = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
-        _atomic_write(npz, lambda f: np.savez(f, **arrays), "wb")
-        _atomic_write(js, lambda f: f.write(text + "\n"), "w")
+        atomic_write(npz, lambda f: np.savez(f, **arrays), "wb")
+        atomic_write(js, lambda f: f.write(text + "\n"), "w")
         return npz
 
     @classmethod
@@ -537,7 +510,7 @@ def corner_plot(
     path = Path(path)
     suffix = path.suffix.lstrip(".") or "png"
     try:
-        _atomic_write(
+        atomic_write(
             path, lambda f: fig.savefig(f, format=suffix, dpi=dpi, bbox_inches="tight"), "wb"
         )
     finally:

@@ -41,6 +41,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mfinfer.utils import json_default
+
 __all__ = [
     "CorruptFileError",
     "LeptonSelection",
@@ -170,18 +172,6 @@ def _meta_key(tree: str) -> str:
     return "metadata" if tree == "events" else f"{tree}_metadata"
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(
-        f"metadata: expected JSON-serialisable values, got {type(obj).__name__}: {obj!r}"
-    )
-
-
 def write_events(
     path: str | os.PathLike,
     x: np.ndarray,
@@ -242,7 +232,7 @@ def write_events(
         "n_events": n,
         "metadata": dict(metadata or {}),
     }
-    text = json.dumps(info, default=_json_default, sort_keys=False)
+    text = json.dumps(info, default=json_default, sort_keys=False)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -120,7 +120,7 @@ def train(
     x, theta = x.to(device, dtype), None if theta is None else theta.to(device, dtype)
     model.to(device)
     train_idx, val_idx = split(len(x), cfg.validation_fraction, cfg.seed)
-    if hasattr(model, "standardize") and not resume:
+    if hasattr(model, "standardize"):  # on resume, the checkpoint below restores the fitted buffers
         model.fit_standardization(x[train_idx])
 
     plan = segments(schedule, cfg.epochs)

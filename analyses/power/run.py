@@ -1,0 +1,270 @@
+"""The paper's power experiment: run the config, then write ``results.md`` (ours vs the paper).
+
+Usage (from the repository root)::
+
+    python analyses/power/run.py [--config analyses/power/config.yaml] [--workers 2]
+    python analyses/power/run.py --table-only      # rebuild results.md from existing run directories
+
+Stages that are already done are skipped (``mfinfer.pipeline.run_all`` resumes), so running the
+script after ``mfinfer run analyses/power/config.yaml`` only rebuilds the summary and the table.
+The table logic is in :func:`results_table`, which the notebook reuses.
+
+Reference: Brehmer & Cranmer, "Flows for simultaneous manifold learning and density estimation",
+arXiv:2003.13913, power experiment (numbers from ``/work/shared/reference/mflow-paper.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["METRICS", "PAPER", "PAPER_ROW", "collect", "main", "results_table", "target_check"]
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+# Paper medians over 5 runs: manifold distance of samples, reconstruction error, posterior MMD².
+PAPER: dict[str, dict[str, float]] = {
+    "AF": {"manifold_distance": 0.005, "reconstruction_error": 0.000, "mmd2": 0.071},
+    "PIE (unconditional manifold)": {"manifold_distance": 0.006, "reconstruction_error": 1.253, "mmd2": 0.075},
+    "M-flow S": {"manifold_distance": 0.006, "reconstruction_error": 0.011, "mmd2": 0.026},
+    "M-flow M/D alternating": {"manifold_distance": 0.002, "reconstruction_error": 0.003, "mmd2": 0.020},
+    "M-flow M/D sequential": {"manifold_distance": 0.009, "reconstruction_error": 0.013, "mmd2": 0.017},
+    "M_e-flow M/D sequential": {"manifold_distance": 0.002, "reconstruction_error": 0.002, "mmd2": 0.007},
+}
+
+# Our model name (analyses/power/config.yaml) -> the paper's row (None: the paper has no such row).
+PAPER_ROW: dict[str, str | None] = {
+    "AF": "AF",
+    "PIE": "PIE (unconditional manifold)",
+    "M-flow (M/D alternating)": "M-flow M/D alternating",
+    "M-flow (M/D sequential)": "M-flow M/D sequential",
+    "Me-flow (M/D sequential)": "M_e-flow M/D sequential",
+    "Me-flow (M/D alternating)": None,
+}
+
+# metrics.json key -> column title. C2ST is ours only (0.5 = indistinguishable from the truth).
+METRICS: dict[str, str] = {
+    "manifold_distance": "manifold distance of samples",
+    "reconstruction_error": "reconstruction error",
+    "mmd2": "posterior MMD²",
+    "c2st": "C2ST",
+}
+
+# The target: an M-flow's median posterior MMD² at most this, and below the AF's in the same run.
+TARGET_MMD2 = 0.02
+MFLOWS = ("M-flow (M/D sequential)", "M-flow (M/D alternating)")
+MEFLOWS = ("Me-flow (M/D sequential)", "Me-flow (M/D alternating)")  # shown, not counted
+
+DASH = "–"
+DEFAULT_CONFIG = "analyses/power/config.yaml"
+
+
+def collect(run_root: str | Path) -> dict[str, dict[str, dict[int, float]]]:
+    """Per-seed values of every table metric: ``{model: {metric: {seed: value}}}``.
+
+    Reads ``<run_root>/seed_*/metrics.json``. Posterior metrics (MMD², C2ST) are averaged over the
+    true points within a seed first, as ``mfinfer.pipeline.summarize`` does. The ``truth`` posterior
+    is left out (it has no model metrics).
+
+    Raises:
+        FileNotFoundError: when no ``seed_*/metrics.json`` exists under ``run_root``.
+    """
+    run_root = Path(run_root)
+    files = sorted(run_root.glob("seed_*/metrics.json"), key=lambda p: _seed_of(p.parent))
+    if not files:
+        raise FileNotFoundError(f"{run_root}: no seed_*/metrics.json; run the experiment first "
+                                "(python analyses/power/run.py)")
+    out: dict[str, dict[str, dict[int, float]]] = {}
+    for path in files:
+        res = json.loads(path.read_text())
+        seed = int(res.get("seed", _seed_of(path.parent)))
+        for name, vals in res.get("models", {}).items():
+            for key in ("manifold_distance", "reconstruction_error"):
+                if key in vals:
+                    out.setdefault(name, {}).setdefault(key, {})[seed] = float(vals[key])
+        points = res.get("points", [])
+        names = points[0]["models"].keys() if points else []
+        for name in names:
+            if name == "truth":
+                continue
+            for key in ("mmd2", "c2st"):
+                vals = [p["models"][name][key] for p in points if key in p["models"].get(name, {})]
+                if vals:
+                    out.setdefault(name, {}).setdefault(key, {})[seed] = float(np.mean(vals))
+    return out
+
+
+def _seed_of(directory: Path) -> int:
+    try:
+        return int(directory.name.removeprefix("seed_"))
+    except ValueError:
+        return -1
+
+
+def _median(values: dict[int, float]) -> float:
+    return float(np.median(list(values.values())))
+
+
+def target_check(values: dict[str, dict[str, dict[int, float]]]) -> tuple[bool, list[str]]:
+    """Is the target met: some M-flow has median MMD² <= 0.02 and below the AF's median?
+
+    Returns:
+        ``(met, lines)``: the verdict and one explanatory line per M-flow variant.
+    """
+    af = values.get("AF", {}).get("mmd2")
+    lines, met = [], False
+    for name in MFLOWS + MEFLOWS:
+        counted = name in MFLOWS
+        mm = values.get(name, {}).get("mmd2")
+        if not mm:
+            if counted:
+                lines.append(f"- {name}: not in this run.")
+            continue
+        med = _median(mm)
+        ok_abs = med <= TARGET_MMD2
+        text = f"- {name}: median MMD² {med:.4f} {'≤' if ok_abs else '>'} {TARGET_MMD2}"
+        ok_af = False
+        if af:
+            af_med = _median(af)
+            ok_af = med < af_med
+            common = sorted(set(mm) & set(af))
+            wins = sum(mm[s] < af[s] for s in common)
+            text += (f"; {'below' if ok_af else 'not below'} the AF's {af_med:.4f} "
+                     f"(lower than the AF in {wins} of {len(common)} seeds)")
+        else:
+            text += "; no AF in this run to compare with"
+        both = ok_abs and ok_af
+        if counted:
+            met |= both
+            lines.append(text + (" → **meets the target**." if both else " → does not meet the target."))
+        else:
+            lines.append(text + f" (for reference; {'would meet' if both else 'would not meet'} the "
+                         "target, which is about the M-flows).")
+    return met, lines
+
+
+def _cell(values: dict[int, float] | None) -> str:
+    """Median with the min–max over seeds, e.g. ``0.0123 (0.0101–0.0150)``."""
+    if not values:
+        return DASH
+    v = np.array(list(values.values()))
+    if len(v) == 1:
+        return f"{v[0]:.4f}"
+    return f"{np.median(v):.4f} ({v.min():.4f}–{v.max():.4f})"
+
+
+def _paper(row: str | None, key: str) -> str:
+    if row is None or key not in PAPER.get(row, {}):
+        return DASH
+    return f"{PAPER[row][key]:.3f}"
+
+
+def results_table(run_root: str | Path, command: str | None = None) -> str:
+    """The Markdown results: ours (median and min–max over seeds) next to the paper, per-seed
+    values, the target verdict and, if given, the command that produced the runs.
+
+    Arguments:
+        run_root: ``<output_dir>/<name>``, holding ``seed_*/metrics.json``.
+        command: The command line that produced the run directories.
+
+    Returns:
+        Markdown text (no trailing newline).
+    """
+    run_root = Path(run_root)
+    values = collect(run_root)
+    seeds = sorted({s for cols in values.values() for v in cols.values() for s in v})
+    known = [m for m in PAPER_ROW if m in values]
+    ours = known + [m for m in values if m not in PAPER_ROW]
+    rows: list[tuple[str, str | None]] = [(m, PAPER_ROW.get(m)) for m in ours]
+    used = {r for _, r in rows if r}
+    rows += [(None, r) for r in PAPER if r not in used]  # paper rows we did not run (M-flow S)
+    order = list(PAPER)
+    rows.sort(key=lambda mr: order.index(mr[1]) if mr[1] in order else len(order))
+
+    intro = (f"Run directory: `{_display_path(run_root)}`, {len(seeds)} seed(s) {seeds}. "
+             "Ours: median over seeds, (min–max) over seeds; paper: median of 5 runs "
+             "(arXiv:2003.13913). Posterior metrics compare with the exact-likelihood posterior "
+             "at the configured true points; C2ST (0.5 = indistinguishable from the true "
+             "posterior) is ours only.")
+    lines = [intro, ""]
+    head = ["model (ours)", "paper row"]
+    for key, title in METRICS.items():
+        head += [f"{title}: ours", "paper"]
+    lines += ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (2 * len(METRICS))]
+    for model, row in rows:
+        cells = [model or "(not run)", row or DASH]
+        for key in METRICS:
+            cells += [_cell(values.get(model, {}).get(key)) if model else DASH, _paper(row, key)]
+        lines.append("| " + " | ".join(cells) + " |")
+
+    lines += ["", "Per-seed values (seeds " + ", ".join(map(str, seeds)) + "):", ""]
+    lines += ["| model | " + " | ".join(METRICS.values()) + " |", "|---|" + "---|" * len(METRICS)]
+    for model in ours:
+        cells = [" / ".join(f"{values[model][k].get(s, float('nan')):.4f}" for s in seeds)
+                 if k in values[model] else DASH for k in METRICS]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+
+    met, verdict = target_check(values)
+    target = (f"**Target** (an M-flow's median posterior MMD² ≤ {TARGET_MMD2} and below the AF's "
+              f"in the same run): **{'met' if met else 'not met'}**.")
+    lines += ["", target, "", *verdict]
+    if command:
+        lines += ["", (f"Produced by `{command}` (from the repository root; finished stages are "
+                       "skipped, so the same command also rebuilds this file).")]
+    return "\n".join(lines)
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=DEFAULT_CONFIG)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--table-only", action="store_true",
+                        help="only rebuild results.md from the existing run directories")
+    parser.add_argument("--out", default=str(HERE / "results.md"), help="where to write the table")
+    args = parser.parse_args(argv)
+
+    from mfinfer.config import load_config
+
+    cfg = load_config(args.config)
+    run_root = Path(cfg.output_dir) / cfg.name
+    if not args.table_only:
+        from mfinfer.pipeline import run_all
+
+        run_all(cfg, workers=args.workers, progress=args.workers <= 1)
+    command = f"python analyses/power/run.py --config {shlex.quote(args.config)} --workers {args.workers}"
+    title = (f"# Power experiment: ours vs the paper\n\nConfig: `{args.config}` "
+             f"({cfg.n_train} training events; {len(cfg.seeds)} seed(s) configured: {list(cfg.seeds)}).\n\n")
+    notes = [ln.lstrip("# ").strip() for ln in Path(args.config).read_text().splitlines()
+             if ln.startswith("# Differences")]
+    if notes:
+        title += "".join(f"{n}\n\n" for n in notes)
+    done = sorted(int(p.parent.name.removeprefix("seed_")) for p in run_root.glob("seed_*/metrics.json"))
+    missing = [s for s in cfg.seeds if s not in done]
+    if missing:
+        title += (f"**Partial results**: seeds {missing} have not finished; the table below is over "
+                  f"the finished seeds only. Rerun the command below to complete them.\n\n")
+    text = title + results_table(run_root, command) + "\n"
+    config_opt = "" if args.config == DEFAULT_CONFIG else f" --config {shlex.quote(args.config)}"
+    text += (f"\nEquivalently: `mfinfer run {shlex.quote(args.config)} --workers {args.workers}`, then "
+             f"`python analyses/power/run.py{config_opt} --table-only` to rebuild this file.\n")
+    Path(args.out).write_text(text)
+    print(text)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
