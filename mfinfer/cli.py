@@ -49,7 +49,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def format_summary(summary: dict, cfg: RunConfig) -> str:
     """A Markdown table of the medians over seeds."""
-    cols = ["manifold_distance", "reconstruction_error", "mmd2", "c2st", "log_p_true"]
+    cols = ["manifold_distance", "reconstruction_error", "test_log_likelihood", "mmd2", "c2st", "log_p_true"]
     lines = [f"Medians over seeds {list(cfg.seeds)} ({cfg.observed.n_events} observed events per point)",
              "| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, vals in summary.items():

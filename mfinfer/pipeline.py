@@ -177,6 +177,10 @@ class Run:
         for i, (name, mcfg) in enumerate(mcfg_all.items()):
             model = self.load(mcfg)
             per_model[name] = self._model_metrics(model, test_theta, test_x)
+        try:
+            per_model["truth"] = {"test_log_likelihood": float(np.mean(self.simulator.log_likelihood(test_x, test_theta)))}
+        except NotImplementedError:
+            pass
         out["models"] = per_model
         for k in range(len(self.config.observed.theta)):
             theta_true, x = self.observed(k)
@@ -204,8 +208,8 @@ class Run:
         return out
 
     def _model_metrics(self, model: torch.nn.Module, theta: np.ndarray, x: np.ndarray) -> dict:
-        """Manifold distance of model samples at test θ, reconstruction error of test events and the
-        out-of-distribution threshold (99th percentile of that error)."""
+        """Manifold distance of model samples at test θ, mean log p̂(x|θ) and reconstruction error of
+        held-out simulations, and the out-of-distribution threshold (99th percentile of that error)."""
         ref = next(model.parameters())
         t = torch.as_tensor(theta, dtype=ref.dtype, device=ref.device)
         xt = torch.as_tensor(x, dtype=ref.dtype, device=ref.device)
@@ -214,7 +218,9 @@ class Run:
             samples = model.sample(len(theta), t, generator=gen).cpu().numpy()
             rec = (model.project(xt) - xt).norm(dim=1).cpu().numpy() if isinstance(model, InjectiveFlow) \
                 else np.zeros(len(x))
-        result = {"reconstruction_error": float(rec.mean()), "ood_threshold": float(np.quantile(rec, 0.99))}
+            log_lik = ModelLikelihood(model, x, cache=False).per_event(theta)
+        result = {"reconstruction_error": float(rec.mean()), "ood_threshold": float(np.quantile(rec, 0.99)),
+                  "test_log_likelihood": float(np.mean(log_lik))}
         try:
             result["manifold_distance"] = metrics.manifold_distance(self.simulator, samples)
         except NotImplementedError:
@@ -265,7 +271,7 @@ def summarize(results: list[dict]) -> dict:
     table: dict[str, dict[str, list[float]]] = {}
     for res in results:
         for name, vals in res["models"].items():
-            for key in ("manifold_distance", "reconstruction_error"):
+            for key in ("manifold_distance", "reconstruction_error", "test_log_likelihood"):
                 if key in vals:
                     table.setdefault(name, {}).setdefault(key, []).append(vals[key])
         names = res["points"][0]["models"].keys()

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from mfinfer.cli import main
@@ -24,6 +25,7 @@ def _run_module():
     return module
 
 
+@pytest.mark.filterwarnings("ignore:sample_posterior:UserWarning")  # 300 MCMC steps: short on purpose
 def test_reduced_higgs4l_analysis(tmp_path):
     cfg = yaml.safe_load(TINY.read_text())
     cfg["output_dir"] = str(tmp_path / "runs")

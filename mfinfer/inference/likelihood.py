@@ -68,6 +68,18 @@ class ModelLikelihood:
         out = [self._batch(t) for t in theta.split(rows_per_call)]
         return torch.cat(out).cpu().numpy()
 
+    def per_event(self, theta: np.ndarray) -> np.ndarray:
+        """log p̂(x_i|θ_i) for paired rows: θ (n, p) with one row per observed event -> (n,)."""
+        theta = torch.as_tensor(np.atleast_2d(theta), dtype=self.x.dtype, device=self.x.device)
+        if len(theta) != self.n_events:
+            raise ValueError(f"theta: expected {self.n_events} rows, one per event, got {len(theta)}")
+        kwargs = {"mode": self.mode} if isinstance(self.model, InjectiveFlow) else {}
+        out = []
+        with torch.no_grad():
+            for idx in torch.arange(self.n_events).split(max(1, self.chunk // 50)):
+                out.append(self.model.log_prob(self.x[idx], theta[idx], **kwargs))
+        return torch.cat(out).cpu().numpy()
+
     def _batch(self, theta: torch.Tensor) -> torch.Tensor:
         m, n = len(theta), self.n_events
         theta_rep = theta.repeat_interleave(n, dim=0)
