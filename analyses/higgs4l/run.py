@@ -100,7 +100,7 @@ def target_check(results: dict[int, dict]) -> tuple[bool, list[str]]:
         ``(met, lines)``: the verdict (for the first M-flow in the config that meets it, or
         False) and one line per M-flow variant.
     """
-    names = [n for n in _model_names(results) if n.startswith(MFLOW_PREFIX) or n.startswith("Me-flow")]
+    names = [n for n in _model_names(results) if n.startswith((MFLOW_PREFIX, "Me-flow"))]
     n_points = min(len(r["points"]) for r in results.values())
     lines, met = [], False
     for name in names:
@@ -180,15 +180,15 @@ def results_table(run_root: str | Path, command: str | None = None, wall: dict |
     lines = [
         "# H → ZZ* → 2e2μ: AF vs M-flow posteriors for (a2, a3)",
         "",
-        f"{len(seeds)} seed(s) {seeds}; {n_events} observed events per true point; "
-        f"{cfg.get('n_train', '?')} training simulations at θ ~ prior (the same for every model); "
-        "posteriors by MCMC, compared with the exact posterior (MCMC on the simulator's exact "
-        "likelihood). With several seeds each cell is the median (min–max) over seeds.",
+        (f"{len(seeds)} seed(s) {seeds}; {n_events} observed events per true point; "
+         f"{cfg.get('n_train', '?')} training simulations at θ ~ prior (the same for every model); "
+         "posteriors by MCMC, compared with the exact posterior (MCMC on the simulator's exact "
+         "likelihood). With several seeds each cell is the median (min–max) over seeds."),
         "",
-        "C2ST: accuracy of a classifier telling model-posterior from true-posterior samples "
-        "(0.5 = indistinguishable). MMD²: kernel distance to the true-posterior samples (bandwidth = "
-        "median distance of the truth's samples). log p̂(θ*): log density of a Gaussian KDE "
-        f"(h = {cfg.get('metrics', {}).get('kde_bandwidth', 0.15)}) of the samples at the true θ.",
+        ("C2ST: accuracy of a classifier telling model-posterior from true-posterior samples "
+         "(0.5 = indistinguishable). MMD²: kernel distance to the true-posterior samples (bandwidth "
+         "= median distance of the truth's samples). log p̂(θ*): log density of a Gaussian KDE "
+         f"(h = {cfg.get('metrics', {}).get('kde_bandwidth', 0.15)}) of the samples at the true θ."),
         "",
     ]
     for k, point in enumerate(first["points"]):
@@ -210,11 +210,11 @@ def results_table(run_root: str | Path, command: str | None = None, wall: dict |
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["## Models", "",
-              "Manifold distance: mean distance of 2000 model samples (at θ ~ prior) to the true "
-              "11-d manifold (`Higgs4l.distance_to_manifold`, raw units). Reconstruction error: mean "
-              "|x − project(x)| of test / observed events (0 for the AF, which has no manifold). "
-              "Off-manifold: observed events with a reconstruction error above the 99th percentile "
-              "of the test events'.", "",
+              ("Manifold distance: mean distance of 2000 model samples (at θ ~ prior) to the true "
+               "11-d manifold (`Higgs4l.distance_to_manifold`, raw units). Reconstruction error: "
+               "mean |x − project(x)| of test / observed events (0 for the AF, which has no "
+               "manifold). Off-manifold: observed events with a reconstruction error above the 99th "
+               "percentile of the test events'."), "",
               "| model | " + " | ".join(MODEL_COLS.values()) + " |", "|---" * (len(MODEL_COLS) + 1) + "|"]
     for name in models:
         cells = []
@@ -231,8 +231,9 @@ def results_table(run_root: str | Path, command: str | None = None, wall: dict |
     lines.append("")
     met, check = target_check(results)
     lines += ["## Target", "",
-              f"The M-flow posterior closer to the truth than the AF's (lower C2ST) on at least "
-              f"{TARGET_POINTS} of {len(first['points'])} points: **{'met' if met else 'not met'}**.", ""]
+              (f"The M-flow posterior closer to the truth than the AF's (lower C2ST) on at least "
+               f"{TARGET_POINTS} of {len(first['points'])} points: **{'met' if met else 'not met'}**."),
+              ""]
     lines += check + [""]
     lines += ["## Budget and reproduction", ""]
     if cfg:

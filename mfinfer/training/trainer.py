@@ -79,14 +79,10 @@ def _evaluate(model: nn.Module, loss, x: Tensor, theta: Tensor | None, batch_siz
     if len(x) == 0:
         return float("nan")
     total = 0.0
-    for idx in torch.arange(len(x)).split(max(batch_size, 1000)):
-        with torch.no_grad() if not _needs_grad(loss) else torch.enable_grad():
+    with torch.no_grad():  # the S loss's Jacobian uses forward-mode AD, which needs no graph
+        for idx in torch.arange(len(x)).split(max(batch_size, 1000)):
             total += loss(model, x[idx], None if theta is None else theta[idx]).item() * len(idx)
     return total / len(x)
-
-
-def _needs_grad(loss) -> bool:  # the S loss differentiates through the decoder (forward-mode AD)
-    return getattr(loss, "needs_grad", False)
 
 
 def train(
@@ -149,9 +145,6 @@ def _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_pat
     seg = state["segment"]
     phases, n_epochs = plan[seg]
     losses = {p: phase_loss(p, cfg.mse_weight) for p in phases}
-    for p in ("S",):
-        if p in losses:
-            losses[p].needs_grad = True
     opts = {p: torch.optim.AdamW(phase_parameters(model, p), lr=cfg.lr, weight_decay=cfg.weight_decay) for p in phases}
     n_batches = math.ceil(len(train_idx) / cfg.batch_size)
     scheds = {p: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=n_epochs * n_batches) for p, o in opts.items()}
