@@ -99,11 +99,13 @@ def test_angle_conventions():
 
 # ----------------------------------------------------------------------------- matrix element
 def test_gamma5_trace_convention():
-    g = h._GAMMA
+    from simulators import hzz_amplitude as amp
+
+    g = amp._GAMMA
     assert np.isclose(
-        np.trace(h._GAMMA5 @ g[0] @ g[1] @ g[2] @ g[3]), -4j
+        np.trace(amp._GAMMA5 @ g[0] @ g[1] @ g[2] @ g[3]), -4j
     )  # -4 i eps^{0123}, eps^{0123} = +1
-    assert h._EPS_UP[0, 1, 2, 3] == 1 and h._EPS_LOW[0, 1, 2, 3] == -1
+    assert amp._EPS_UP[0, 1, 2, 3] == 1 and amp._EPS_LOW[0, 1, 2, 3] == -1
 
 
 @pytest.mark.parametrize("boost", [False, True])
