@@ -431,6 +431,7 @@ class Higgs4l(Simulator):
     param_dim = 2
     data_dim = len(kin.OBSERVABLE_NAMES)
     manifold_dim = 11
+    param_names = ("a2", "a3")
     observable_names = kin.OBSERVABLE_NAMES
 
     def __init__(

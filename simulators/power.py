@@ -110,6 +110,7 @@ class PowerSimulator(Simulator):
     param_dim = 1
     data_dim = 3
     manifold_dim = 2
+    param_names = ("theta",)
     prior = BoxUniform((-1.0,), (1.0,))
     weights = (0.6, 0.4)
     means = ((1.0, -1.0), (-1.0, 1.0))

@@ -491,6 +491,11 @@ def corner_plot(
             levels=(0.393, 0.865),  # 1 and 2 sigma of a 2-D Gaussian
             hist_kwargs={"density": True, "color": color},
         )
+    for i in range(p):  # corner scales each diagonal to the first set; fit the tallest instead
+        ax = fig.axes[i * (p + 1)]
+        ax.relim()
+        ax.autoscale(axis="y")
+        ax.set_ylim(bottom=0)
     if truth is not None:
         if p == 1:  # corner's overplot helpers expect a grid of axes
             fig.axes[0].axvline(truth[0], color="k", linestyle="--", linewidth=1)
@@ -499,7 +504,7 @@ def corner_plot(
             corner.overplot_points(fig, truth[None, :], marker="s", color="k", markersize=4)
     handles = [Line2D([], [], color=c, label=k) for k, c in zip(sets, colors)]
     if truth is not None:
-        handles.append(Line2D([], [], color="k", linestyle="--", label="truth"))
+        handles.append(Line2D([], [], color="k", linestyle="--", label="true θ*"))
     if p == 1:
         fig.axes[0].legend(
             handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False
