@@ -108,3 +108,16 @@ def test_nan_loss_stops_with_location(tmp_path):
         next(model.parameters()).fill_(float("nan"))
     with pytest.raises(NonFiniteLossError, match=r"phase nll, epoch 0, batch 0"):
         train(model, x, config=TrainConfig(epochs=2, progress=False), run_dir=tmp_path)
+
+
+def test_standardisation_is_fitted_on_a_fresh_resumable_run(tmp_path):
+    """`mfinfer run` always trains with resume=True: a fresh run must still fit the standardisation."""
+    _, x = get_simulator("circle").simulate(300, rng=0)
+    x = 100.0 * x + 50.0  # GeV-like scale
+    model = ManifoldFlow(2, 1, outer_layers=1, inner_layers=1, **SMALL)
+    train(model, x, config=TrainConfig(epochs=1, progress=False), run_dir=tmp_path, resume=True)
+    assert torch.allclose(model.standardize.shift, torch.tensor([50.0, 50.0]), atol=15)
+    assert (model.standardize.scale > 30).all()
+    plain = ManifoldFlow(2, 1, outer_layers=1, inner_layers=1, **SMALL)
+    train(plain, x, config=TrainConfig(epochs=1, progress=False, standardize=False))
+    assert torch.equal(plain.standardize.scale, torch.ones(2))

@@ -162,6 +162,20 @@ def stage_times(log_path: str | Path) -> dict[str, float]:
     return out
 
 
+def _convergence(run_root: Path, seeds: list[int]) -> list[str]:
+    """One line per chain that stopped at ``max_steps`` before 50 autocorrelation times."""
+    out = []
+    for s in seeds:
+        for path in sorted((run_root / f"seed_{s}" / "posteriors").glob("point_*/*.json")):
+            mc = json.loads(path.read_text()).get("mcmc") or {}
+            if mc and not mc.get("converged", True):
+                tau = max(mc.get("tau", [float("nan")]))
+                out.append(f"- seed {s}, {path.parent.name}, {path.stem}: stopped at max_steps "
+                           f"({mc.get('n_steps')} steps = {mc.get('n_steps', 0) / tau:.0f} τ, τ = "
+                           f"{tau:.0f}; 50 τ wanted): its samples may misweight the modes.")
+    return out or ["- every chain ran at least 50 autocorrelation times."]
+
+
 def results_table(run_root: str | Path, command: str | None = None, wall: dict | None = None,
                   config_path: str | Path | None = None) -> str:
     """The Markdown results: per-point posterior tables, model metrics, target, wall times."""
@@ -235,6 +249,7 @@ def results_table(run_root: str | Path, command: str | None = None, wall: dict |
                f"{TARGET_POINTS} of {len(first['points'])} points: **{'met' if met else 'not met'}**."),
               ""]
     lines += check + [""]
+    lines += ["## MCMC convergence", ""] + _convergence(run_root, seeds) + [""]
     lines += ["## Budget and reproduction", ""]
     if cfg:
         for m in cfg.get("models", []):

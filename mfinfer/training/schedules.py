@@ -62,7 +62,9 @@ def phase_parameters(model: nn.Module, phase: str) -> list[nn.Parameter]:
 
 
 def _mse(model: InjectiveFlow, x: Tensor, theta: Tensor | None) -> Tensor:
-    return ((model.project(x, theta) - x) ** 2).sum(-1).mean()
+    """Mean squared reconstruction error, per column in units of the input standardisation."""
+    scale = model.standardize.scale if hasattr(model, "standardize") else 1.0
+    return (((model.project(x, theta) - x) / scale) ** 2).sum(-1).mean()
 
 
 def phase_loss(phase: str, mse_weight: float) -> Callable[[nn.Module, Tensor, Tensor | None], Tensor]:

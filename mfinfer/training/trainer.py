@@ -41,7 +41,10 @@ class TrainConfig:
         clip_grad: maximal gradient norm.
         validation_fraction: held-out share for early stopping.
         patience: epochs without validation improvement before a segment stops (None: never).
-        mse_weight: weight of the reconstruction MSE in the M and S phases.
+        mse_weight: weight of the reconstruction MSE in the M and S phases (the MSE is taken in
+            standardised coordinates, so GeV-scale and angle columns count alike).
+        standardize: fit the model's fixed input standardisation (mean, std per column) to the
+            training data first; False keeps the identity (data already of order one).
         seed: seeds the split and the batch order.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
         progress: show tqdm progress bars.
@@ -56,6 +59,7 @@ class TrainConfig:
     validation_fraction: float = 0.25
     patience: int | None = 10
     mse_weight: float = 1000.0
+    standardize: bool = True
     seed: int = 0
     device: str = "auto"
     progress: bool = True
@@ -116,7 +120,7 @@ def train(
     x, theta = x.to(device, dtype), None if theta is None else theta.to(device, dtype)
     model.to(device)
     train_idx, val_idx = split(len(x), cfg.validation_fraction, cfg.seed)
-    if hasattr(model, "standardize"):  # on resume, the checkpoint below restores the fitted buffers
+    if cfg.standardize and hasattr(model, "standardize"):  # on resume the checkpoint restores them
         model.fit_standardization(x[train_idx])
 
     plan = segments(schedule, cfg.epochs)
