@@ -116,8 +116,9 @@ def test_standardisation_is_fitted_on_a_fresh_resumable_run(tmp_path):
     x = 100.0 * x + 50.0  # GeV-like scale
     model = ManifoldFlow(2, 1, outer_layers=1, inner_layers=1, **SMALL)
     train(model, x, config=TrainConfig(epochs=1, progress=False), run_dir=tmp_path, resume=True)
-    assert torch.allclose(model.standardize.shift, torch.tensor([50.0, 50.0]), atol=15)
-    assert (model.standardize.scale > 30).all()
+    mean, std = torch.as_tensor(x.mean(0)), torch.as_tensor(x.std(0))
+    assert torch.allclose(model.standardize.shift.double(), mean, rtol=0.1)  # fitted on the 75 % train split
+    assert torch.allclose(model.standardize.scale.double(), std, rtol=0.1)
     plain = ManifoldFlow(2, 1, outer_layers=1, inner_layers=1, **SMALL)
     train(plain, x, config=TrainConfig(epochs=1, progress=False, standardize=False))
     assert torch.equal(plain.standardize.scale, torch.ones(2))
