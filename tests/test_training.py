@@ -120,5 +120,7 @@ def test_standardisation_is_fitted_on_a_fresh_resumable_run(tmp_path):
     assert torch.allclose(model.standardize.shift.double(), mean, rtol=0.1)  # fitted on the 75 % train split
     assert torch.allclose(model.standardize.scale.double(), std, rtol=0.1)
     plain = ManifoldFlow(2, 1, outer_layers=1, inner_layers=1, **SMALL)
-    train(plain, x, config=TrainConfig(epochs=1, progress=False, standardize=False))
+    with pytest.raises(ValueError, match="tail bound"):  # GeV-scale data without standardisation
+        train(plain, x, config=TrainConfig(epochs=1, progress=False, standardize=False))
+    train(plain, (x - 50.0) / 100.0, config=TrainConfig(epochs=1, progress=False, standardize=False))
     assert torch.equal(plain.standardize.scale, torch.ones(2))

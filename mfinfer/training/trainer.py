@@ -176,6 +176,12 @@ def _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_pat
                         f"the last good checkpoint is {ckpt_path or '(none: no run_dir)'}; "
                         "try a lower lr or check the data scale"
                     )
+                if not loss.requires_grad:
+                    raise ValueError(
+                        f"phase {p}: the loss does not depend on the trained parameters, so the inputs "
+                        "lie where every spline is the identity (outside its tail bound); standardise "
+                        "the data (TrainConfig(standardize=True)) or raise the model's tail_bound"
+                    )
                 opts[p].zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(phase_parameters(model, p), cfg.clip_grad)
