@@ -26,8 +26,14 @@ import yaml
 
 from mfinfer import metrics
 from mfinfer.config import ModelConfig, RunConfig
-from mfinfer.inference import ModelLikelihood, Posterior, SimulatorLikelihood, corner_plot
-from mfinfer.models import InjectiveFlow, build_model, load_model, save_model
+from mfinfer.inference import (
+    ModelLikelihood,
+    Posterior,
+    SimulatorLikelihood,
+    corner_plot,
+    projection_errors,
+)
+from mfinfer.models import build_model, load_model, save_model
 from mfinfer.training import train
 from mfinfer.utils import atomic_write, atomic_write_json, read_json
 
@@ -173,10 +179,9 @@ class Run:
         bw = self.config.metrics.get("kde_bandwidth", 0.15)
         n_model = self.config.metrics.get("n_model_samples", 2000)
         test_theta, test_x = self.simulator.simulate(n_model, _seed(self.seed, 3))
-        per_model: dict[str, Any] = {}
-        for i, (name, mcfg) in enumerate(mcfg_all.items()):
-            model = self.load(mcfg)
-            per_model[name] = self._model_metrics(model, test_theta, test_x)
+        models = {name: self.load(mcfg) for name, mcfg in mcfg_all.items()}
+        per_model: dict[str, Any] = {name: self._model_metrics(model, test_theta, test_x)
+                                     for name, model in models.items()}
         try:
             per_model["truth"] = {"test_log_likelihood": float(np.mean(self.simulator.log_likelihood(test_x, test_theta)))}
         except NotImplementedError:
@@ -194,9 +199,8 @@ class Run:
                     r["mmd2"] = metrics.mmd2(s, samples["truth"])
                     if self.config.metrics.get("c2st", True):
                         r["c2st"] = metrics.c2st(s, samples["truth"], seed=self.seed)
-                if name in mcfg_all:
-                    like = ModelLikelihood(self.load(mcfg_all[name]), x)
-                    rec = like.reconstruction_error()
+                if name in models:
+                    rec = projection_errors(models[name], x)
                     r["observed_reconstruction_error"] = float(rec.mean())
                     r["observed_off_manifold"] = int((rec > per_model[name]["ood_threshold"]).sum())
                 row["models"][name] = r
@@ -212,13 +216,11 @@ class Run:
         held-out simulations, and the out-of-distribution threshold (99th percentile of that error)."""
         ref = next(model.parameters())
         t = torch.as_tensor(theta, dtype=ref.dtype, device=ref.device)
-        xt = torch.as_tensor(x, dtype=ref.dtype, device=ref.device)
         with torch.no_grad():
             gen = torch.Generator(device=ref.device).manual_seed(self.seed)
             samples = model.sample(len(theta), t, generator=gen).cpu().numpy()
-            rec = (model.project(xt) - xt).norm(dim=1).cpu().numpy() if isinstance(model, InjectiveFlow) \
-                else np.zeros(len(x))
-            log_lik = ModelLikelihood(model, x, cache=False).per_event(theta)
+        rec = projection_errors(model, x)
+        log_lik = ModelLikelihood(model, x, cache=False).per_event(theta)
         result = {"reconstruction_error": float(rec.mean()), "ood_threshold": float(np.quantile(rec, 0.99)),
                   "test_log_likelihood": float(np.mean(log_lik))}
         try:

@@ -13,14 +13,17 @@ d-dimensional manifold. Where the simulator knows more, it exposes it:
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 
 from mfinfer.priors import Prior
 
-__all__ = ["Simulator", "check_x", "check_theta"]
+__all__ = ["Simulator", "check_x", "check_theta", "check_last_dim", "numpy_or_torch"]
 
 
 def check_x(x: Any, data_dim: int, name: str = "x") -> np.ndarray:
@@ -44,6 +47,28 @@ def check_theta(theta: Any, prior: Prior, n: int | None = None, name: str = "the
     if n is not None and len(theta) != n:
         raise ValueError(f"{name}: expected 1 or {n} rows to match x, got {len(theta)}")
     return theta
+
+def numpy_or_torch(fn: Callable[[Any, torch.Tensor], torch.Tensor]) -> Callable:
+    """Let a method written with torch ops take numpy too: numpy in -> numpy out (float64),
+    torch in -> torch out (same dtype, differentiable, also under ``torch.func.jvp``)."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, a: Any) -> Any:
+        if isinstance(a, torch.Tensor):
+            return fn(self, a)
+        return fn(self, torch.as_tensor(np.asarray(a, dtype=float))).numpy()
+
+    return wrapper
+
+
+def check_last_dim(a: Any, dim: int, name: str) -> Any:
+    """Shape check shared by chart/embed: numpy via ``check_x``, torch only by its last axis
+    (value checks would break ``torch.func`` transforms)."""
+    if isinstance(a, torch.Tensor):
+        if a.ndim == 0 or a.shape[-1] != dim:
+            raise ValueError(f"{name}: expected shape (*, {dim}), got {tuple(a.shape)}")
+        return a
+    return check_x(a, dim, name)
 
 
 class Simulator(ABC):

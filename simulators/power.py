@@ -28,8 +28,7 @@ import numpy as np
 import torch
 
 from mfinfer.priors import BoxUniform
-from simulators.base import Simulator, check_theta, check_x
-from simulators.sphere import _check_last_dim, numpy_or_torch
+from simulators.base import Simulator, check_last_dim, check_theta, check_x, numpy_or_torch
 
 __all__ = ["POWER_SEED", "PowerSimulator"]
 
@@ -218,14 +217,14 @@ class PowerSimulator(Simulator):
     @numpy_or_torch
     def chart(self, x: torch.Tensor) -> torch.Tensor:
         """z = first two coordinates of Rᵀx, (*, 3) -> (*, 2)."""
-        x = _check_last_dim(x, self.data_dim, "x")
+        x = check_last_dim(x, self.data_dim, "x")
         rot = torch.as_tensor(self.rotation, dtype=x.dtype, device=x.device)
         return (x @ rot)[..., :2]
 
     @numpy_or_torch
     def embed(self, z: torch.Tensor) -> torch.Tensor:
         """Surface point x = R (z₁, z₂, h(z)), (*, 2) -> (*, 3)."""
-        z = _check_last_dim(z, self.manifold_dim, "z")
+        z = check_last_dim(z, self.manifold_dim, "z")
         z1, z2 = z[..., 0], z[..., 1]
         h = _polyval2d(self.coefficients, z1, z2) * torch.exp(-SUPPRESSION * (z1**2 + z2**2))
         rot = torch.as_tensor(self.rotation, dtype=z.dtype, device=z.device)

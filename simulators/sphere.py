@@ -26,8 +26,6 @@ Unconditional simulators (``param_dim = 0``) have ``prior = None``; they take θ
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -36,37 +34,14 @@ from scipy.special import logsumexp
 from scipy.stats import norm, truncnorm
 
 from mfinfer.priors import BoxUniform
-from simulators.base import Simulator, check_theta, check_x
+from simulators.base import Simulator, check_last_dim, check_theta, check_x, numpy_or_torch
 
-__all__ = ["Circle", "ConditionalSphere", "SphericalGaussian", "numpy_or_torch"]
+__all__ = ["Circle", "ConditionalSphere", "SphericalGaussian"]
 
 #: Azimuth chart (AZIMUTH_HIGH - 2π, AZIMUTH_HIGH]: centred on the mean azimuth π/2.
 AZIMUTH_HIGH = 1.5 * np.pi
 #: Images φ + 2πk summed in the wrapped normal, k = -K…K; exact to double precision for σ ≤ π/2.
 _WRAPS = 5
-
-
-def numpy_or_torch(fn: Callable[[Any, torch.Tensor], torch.Tensor]) -> Callable:
-    """Let a method written with torch ops take numpy too: numpy in -> numpy out (float64),
-    torch in -> torch out (same dtype, differentiable, also under ``torch.func.jvp``)."""
-
-    @functools.wraps(fn)
-    def wrapper(self: Any, a: Any) -> Any:
-        if isinstance(a, torch.Tensor):
-            return fn(self, a)
-        return fn(self, torch.as_tensor(np.asarray(a, dtype=float))).numpy()
-
-    return wrapper
-
-
-def _check_last_dim(a: Any, dim: int, name: str) -> Any:
-    """Shape check shared by chart/embed: numpy via ``check_x``, torch only by its last axis
-    (value checks would break ``torch.func`` transforms)."""
-    if isinstance(a, torch.Tensor):
-        if a.ndim == 0 or a.shape[-1] != dim:
-            raise ValueError(f"{name}: expected shape (*, {dim}), got {tuple(a.shape)}")
-        return a
-    return check_x(a, dim, name)
 
 
 def _truncnorm_logpdf(x: np.ndarray, loc: np.ndarray, scale: np.ndarray, low: float, high: float):
@@ -247,7 +222,7 @@ class SphericalGaussian(Simulator):
 
         Polar angles in [0, π], azimuth in (-π/2, 3π/2].
         """
-        x = _check_last_dim(x, self.data_dim, "x")
+        x = check_last_dim(x, self.data_dim, "x")
         n = self.manifold_dim
         tail = x.flip(-1).square().cumsum(-1).flip(-1)  # tail[..., i] = Σ_{j ≥ i} x_j²
         polar = torch.atan2(tail[..., 1:n].sqrt(), x[..., : n - 1])
@@ -258,7 +233,7 @@ class SphericalGaussian(Simulator):
     @numpy_or_torch
     def embed(self, z: torch.Tensor) -> torch.Tensor:
         """Point on the unit sphere with hyperspherical angles z, (*, n) -> (*, n + 1)."""
-        z = _check_last_dim(z, self.manifold_dim, "z")
+        z = check_last_dim(z, self.manifold_dim, "z")
         ones = torch.ones_like(z[..., :1])
         sin_prod = torch.cat([ones, torch.cumprod(torch.sin(z), dim=-1)], dim=-1)
         return sin_prod * torch.cat([torch.cos(z), ones], dim=-1)

@@ -9,11 +9,15 @@
 - :mod:`~mfinfer.inference.estimator`: the sbi-style ``LikelihoodEstimator``.
 """
 
+from mfinfer.inference.estimator import LikelihoodEstimator, LikelihoodPosterior
+from mfinfer.inference.likelihood import (
+    ModelLikelihood,
+    SimulatorLikelihood,
+    check_events,
+    projection_errors,
+)
 from mfinfer.inference.mcmc import LogLike, MCMCResult, sample_posterior
 from mfinfer.inference.posterior import Posterior, corner_plot
-
-from mfinfer.inference.estimator import LikelihoodEstimator, LikelihoodPosterior
-from mfinfer.inference.likelihood import ModelLikelihood, SimulatorLikelihood, check_events
 
 __all__ = [
     "LogLike",
@@ -26,4 +30,5 @@ __all__ = [
     "ModelLikelihood",
     "SimulatorLikelihood",
     "check_events",
+    "projection_errors",
 ]

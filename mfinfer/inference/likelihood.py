@@ -13,7 +13,7 @@ import torch
 
 from mfinfer.models import Flow, InjectiveFlow
 
-__all__ = ["ModelLikelihood", "SimulatorLikelihood", "check_events"]
+__all__ = ["ModelLikelihood", "SimulatorLikelihood", "check_events", "projection_errors"]
 
 
 def check_events(x: np.ndarray, data_dim: int, name: str = "observed events") -> np.ndarray:
@@ -30,6 +30,16 @@ def check_events(x: np.ndarray, data_dim: int, name: str = "observed events") ->
         raise ValueError(f"{name}: {int(bad.sum())} event(s) contain NaN or inf (first: row "
                          f"{int(np.flatnonzero(bad)[0])}); remove or fix them")
     return x
+
+
+def projection_errors(model: Flow, x: np.ndarray) -> np.ndarray:
+    """|project(x_i) - x_i| per event, (n, D) -> (n,); zeros for the ambient flow (no manifold)."""
+    if not isinstance(model, InjectiveFlow):
+        return np.zeros(len(x))
+    ref = next(model.parameters())
+    xt = torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=ref.dtype, device=ref.device)
+    with torch.no_grad():
+        return (model.project(xt) - xt).norm(dim=1).cpu().numpy()
 
 
 class ModelLikelihood:
@@ -95,10 +105,7 @@ class ModelLikelihood:
 
     def reconstruction_error(self) -> np.ndarray:
         """|project(x_i) - x_i| per observed event, (n,); zeros for the ambient flow."""
-        if not isinstance(self.model, InjectiveFlow):
-            return np.zeros(self.n_events)
-        with torch.no_grad():
-            return (self.model.project(self.x) - self.x).norm(dim=1).cpu().numpy()
+        return projection_errors(self.model, self.x_np)
 
 
 class SimulatorLikelihood:

@@ -13,7 +13,7 @@ import torch
 from mfinfer.models.ambient import AmbientFlow
 from mfinfer.models.base import Flow
 from mfinfer.models.manifold import FOMFlow, InjectiveFlow, ManifoldFlow
-from mfinfer.utils import atomic_write_json, atomic_torch_save, read_json
+from mfinfer.utils import atomic_torch_save, atomic_write_json, read_json
 
 __all__ = ["AmbientFlow", "ManifoldFlow", "FOMFlow", "InjectiveFlow", "Flow", "MODELS",
            "build_model", "save_model", "load_model"]

@@ -27,7 +27,12 @@ class Flow(nn.Module):
     config: dict
 
     def _ref(self) -> Tensor:
-        return next(self.buffers(), None) if next(self.parameters(), None) is None else next(self.parameters())
+        """A tensor whose dtype and device the model's inputs must follow (a parameter, or a
+        buffer for a model without parameters, e.g. a FOM flow with a fixed inner map)."""
+        ref = next(self.parameters(), None)
+        if ref is None:
+            ref = next(self.buffers(), torch.empty(0))
+        return ref
 
     def _check_x(self, x: Tensor) -> Tensor:
         ref = self._ref()

@@ -20,7 +20,14 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from mfinfer.training.data import check_training_data, split
-from mfinfer.training.schedules import SCHEDULES, Schedule, default_schedule, phase_loss, phase_parameters, segments
+from mfinfer.training.schedules import (
+    SCHEDULES,
+    Schedule,
+    default_schedule,
+    phase_loss,
+    phase_parameters,
+    segments,
+)
 from mfinfer.utils import atomic_torch_save, atomic_write_json, read_json, resolve_device
 
 __all__ = ["TrainConfig", "train", "NonFiniteLossError"]
