@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from mfinfer.jacobian import jacobian, log_det_jtj
+from mfinfer.models.jacobian import jacobian, log_det_jtj
 from mfinfer.models import ManifoldFlow
 
 

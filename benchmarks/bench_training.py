@@ -22,7 +22,7 @@ from nflows.flows import Flow
 
 from mfinfer.models import ManifoldFlow
 from mfinfer.models.transforms import flow_transform
-from mfinfer.training.schedules import phase_loss, phase_parameters
+from mfinfer.training.phases import PHASES
 
 
 def steps_per_second(loss_fn, params, x, steps: int) -> float:
@@ -46,8 +46,9 @@ def main() -> None:
     for D, d, outer, inner in [(3, 2, 5, 5), (40, 14, 20, 15)]:
         mflow = ManifoldFlow(D, d, outer_layers=outer, inner_layers=inner).to(args.device)
         x = torch.randn(args.batch, D, device=args.device)
-        m_loss = phase_loss("M", 1000.0)
-        ours = steps_per_second(lambda b: m_loss(mflow, b, None), phase_parameters(mflow, "M"), x, args.steps)
+        m_phase = PHASES["M"]
+        ours = steps_per_second(lambda b: m_phase.loss(mflow, b, None, 1000.0), m_phase.parameters(mflow), x,
+                                args.steps)
         rates = {}
         for name, layers in (("same_size", outer + inner), ("outer_only", outer)):
             af = Flow(flow_transform(D, layers), StandardNormal([D])).to(args.device)

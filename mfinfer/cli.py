@@ -64,7 +64,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         for s in cfg.seeds:
             _run(cfg, s, args).simulate()
         return
-    from simulators import get_simulator
+    from mfinfer.registry import get_simulator
 
     sim = get_simulator(cfg.simulator["name"], **cfg.simulator.get("options", {}))
     rng = np.random.default_rng(args.seed)
@@ -101,13 +101,25 @@ def _read_events(args: argparse.Namespace, data_dim: int) -> np.ndarray:
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as f:
             return f["x"]
-    from mfinfer.io import LeptonSelection, read_events, read_user_events
+    from mfinfer.io import read_events, read_user_events
 
     if args.branches or args.leptons:
-        selection = LeptonSelection() if args.leptons else None
+        selection = _event_selection(args) if args.leptons else None
         x, _ = read_user_events(path, args.tree, branches=args.branches, selection=selection)
         return x
     return read_events(path, tree=args.tree)[0]
+
+
+def _event_selection(args: argparse.Namespace):  # noqa: ANN202 - the simulator's selection object
+    """The simulator's own selection of events from jagged collections (``--leptons``)."""
+    from mfinfer.registry import get_simulator
+
+    cfg = _config(args)
+    sim = get_simulator(cfg.simulator["name"], **cfg.simulator.get("options", {}))
+    if not hasattr(sim, "event_selection"):
+        raise ValueError(f"--leptons: simulator {cfg.simulator['name']!r} defines no event_selection(); "
+                         "read flat branches with --branches instead")
+    return sim.event_selection()
 
 
 def cmd_infer(args: argparse.Namespace) -> None:

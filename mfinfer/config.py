@@ -14,14 +14,11 @@ from typing import Any
 
 import yaml
 
+from mfinfer.errors import ConfigError
 from mfinfer.models import MODELS
 from mfinfer.training import SCHEDULES, TrainConfig
 
 __all__ = ["ConfigError", "RunConfig", "ModelConfig", "ObservedConfig", "MCMCConfig", "load_config"]
-
-
-class ConfigError(ValueError):
-    """A config field is missing, unknown or has a value outside the allowed ones."""
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -96,7 +93,7 @@ class RunConfig:
 
     Attributes:
         name: the run directory is ``output_dir/name/seed_<seed>``.
-        simulator: ``{"name": ..., "options": {...}}`` (see ``simulators.SIMULATORS``).
+        simulator: ``{"name": ..., "options": {...}}`` (a simulator registered under the ``mfinfer.simulators`` entry points).
         n_train: number of training simulations, θ ~ prior.
         models: models to train and compare.
         observed: true points and number of observed events.
@@ -123,11 +120,11 @@ class RunConfig:
     output_dir: str = "runs"
 
     def __post_init__(self) -> None:
-        from simulators import SIMULATORS
+        from mfinfer.registry import available_simulators
 
         if self.n_train < 2:
             raise ConfigError(f"n_train: expected >= 2, got {self.n_train}")
-        _choice(self.simulator.get("name"), tuple(SIMULATORS), "simulator.name")
+        _choice(self.simulator.get("name"), tuple(available_simulators()), "simulator.name")
         names = [m.name for m in self.models]
         if len(set(names)) != len(names) or "truth" in names:
             raise ConfigError(f"models: names must be unique and not 'truth', got {names}")

@@ -34,6 +34,7 @@ from mfinfer.inference import (
     projection_errors,
 )
 from mfinfer.models import build_model, load_model, save_model
+from mfinfer.registry import get_simulator
 from mfinfer.training import train
 from mfinfer.utils import atomic_write, atomic_write_json, read_json
 
@@ -66,8 +67,6 @@ class Run:
     """One seed of an experiment, with its run directory."""
 
     def __init__(self, config: RunConfig, seed: int, progress: bool = True) -> None:
-        from simulators import get_simulator
-
         self.config, self.seed, self.progress = config, seed, progress
         self.dir = Path(config.output_dir) / config.name / f"seed_{seed}"
         self.simulator = get_simulator(config.simulator["name"], **config.simulator.get("options", {}))
@@ -120,24 +119,12 @@ class Run:
                 continue
             self.log.info("training %s", mcfg.name)
             torch.manual_seed(self.seed * 1000 + i)
-            model = self._build(mcfg)
+            model = build_model(mcfg.kind, self.simulator, **mcfg.options)
             t0 = time.perf_counter()
             train(model, data["x"], data["theta"], mcfg.train_config(self.seed, self.config.device, self.progress),
                   run_dir=self.model_dir(mcfg), resume=True)
             save_model(model, final)
             self.log.info("trained %s in %.0f s", mcfg.name, time.perf_counter() - t0)
-
-    def _build(self, mcfg: ModelConfig) -> torch.nn.Module:
-        sim = self.simulator
-        dims: dict[str, Any] = {"param_dim": sim.param_dim}
-        if mcfg.kind == "FOMFlow":
-            dims |= {"simulator": self.config.simulator["name"],
-                     "simulator_options": self.config.simulator.get("options", {})}
-        else:
-            dims["data_dim"] = sim.data_dim
-        if mcfg.kind == "ManifoldFlow":
-            dims["manifold_dim"] = sim.manifold_dim
-        return build_model(mcfg.kind, **dims, **mcfg.options)
 
     def load(self, mcfg: ModelConfig) -> torch.nn.Module:
         model = load_model(self.model_dir(mcfg) / "final", map_location=self.config.device)

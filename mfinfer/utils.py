@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 __all__ = ["atomic_write", "atomic_write_json", "atomic_torch_save", "json_default", "read_json",
-           "seed_everything", "resolve_device"]
+           "seed_everything", "resolve_device", "progress_bar"]
 
 
 def atomic_write(path: str | Path, write: Any, mode: str = "wb") -> Path:
@@ -80,3 +80,11 @@ def resolve_device(device: str | None = None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def progress_bar(iterable: Any = None, enabled: bool = True, **kwargs: Any) -> Any:
+    """A tqdm bar that shows only when ``enabled`` and stderr is a terminal (quiet in CI logs,
+    ``nohup`` and redirected output)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, disable=None if enabled else True, **kwargs)

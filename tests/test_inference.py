@@ -48,7 +48,7 @@ def test_true_posterior_concentrates_with_more_events(power):
 
 def test_estimator_chain_runs(power):
     theta, x = power.simulate(400, rng=0)
-    est = LikelihoodEstimator(model=AmbientFlow(3, 1, num_layers=1, **SMALL), prior=power.prior)
+    est = LikelihoodEstimator(model=AmbientFlow(3, param_dim=1, num_layers=1, **SMALL), prior=power.prior)
     posterior = est.append_simulations(theta, x).train(epochs=1, progress=False).build_posterior(progress=False,
                                                                                                   rng=0)
     samples = posterior.sample(200, x=power.sample(np.zeros((10, 1)), rng=2))

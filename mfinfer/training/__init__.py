@@ -1,6 +1,8 @@
-"""Training: schedules (sequential / alternating M/D, S, NLL), the loop and checkpoints."""
+"""Training: phases and schedules (sequential / alternating M/D, S, NLL, PIE, FOM), the loop and
+checkpoints."""
 
-from mfinfer.training.schedules import SCHEDULES, default_schedule, segments
-from mfinfer.training.trainer import NonFiniteLossError, TrainConfig, train
+from mfinfer.errors import NonFiniteLossError
+from mfinfer.training.phases import PHASES, SCHEDULES, Phase, segments
+from mfinfer.training.trainer import TrainConfig, train
 
-__all__ = ["TrainConfig", "train", "NonFiniteLossError", "SCHEDULES", "default_schedule", "segments"]
+__all__ = ["PHASES", "SCHEDULES", "NonFiniteLossError", "Phase", "TrainConfig", "segments", "train"]

@@ -17,24 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from mfinfer.errors import NonFiniteLossError
 from mfinfer.training.data import check_training_data, split
-from mfinfer.training.schedules import (
-    SCHEDULES,
-    Schedule,
-    default_schedule,
-    phase_loss,
-    phase_parameters,
-    segments,
-)
-from mfinfer.utils import atomic_torch_save, atomic_write_json, read_json, resolve_device
+from mfinfer.models import Flow
+from mfinfer.training.phases import PHASES, SCHEDULES, Schedule, segments
+from mfinfer.utils import atomic_torch_save, atomic_write_json, progress_bar, read_json, resolve_device
 
 __all__ = ["TrainConfig", "train", "NonFiniteLossError"]
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or inf; training stops instead of continuing silently."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +44,7 @@ class TrainConfig:
             training data first; False keeps the identity (data already of order one).
         seed: seeds the split and the batch order.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
-        progress: show tqdm progress bars.
+        progress: show progress bars (only when stderr is a terminal: quiet in logs).
     """
 
     schedule: Schedule | None = None
@@ -86,18 +76,18 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[Tensor]:
     return list(torch.randperm(n, generator=g).split(batch_size))
 
 
-def _evaluate(model: nn.Module, loss, x: Tensor, theta: Tensor | None, batch_size: int) -> float:
+def _evaluate(model: Flow, loss, x: Tensor, theta: Tensor | None, batch_size: int, mse_weight: float) -> float:
     if len(x) == 0:
         return float("nan")
     total = 0.0
     with torch.no_grad():  # the S loss's Jacobian uses forward-mode AD, which needs no graph
         for idx in torch.arange(len(x)).split(max(batch_size, 1000)):
-            total += loss(model, x[idx], None if theta is None else theta[idx]).item() * len(idx)
+            total += loss(model, x[idx], None if theta is None else theta[idx], mse_weight).item() * len(idx)
     return total / len(x)
 
 
 def train(
-    model: nn.Module,
+    model: Flow,
     x: np.ndarray | Tensor,
     theta: np.ndarray | Tensor | None = None,
     config: TrainConfig | None = None,
@@ -108,7 +98,7 @@ def train(
     """Train ``model`` on events x (n, D) simulated at θ (n, p); returns the per-epoch history.
 
     Args:
-        model: an ``AmbientFlow``, ``ManifoldFlow`` or ``FOMFlow``.
+        model: any mfinfer model (``AmbientFlow``, ``ManifoldFlow``, ``FOMFlow``).
         x, theta: training data; θ is None for unconditional models.
         config: a ``TrainConfig``.
         run_dir: where to write ``checkpoint.pt`` each epoch (atomically); None keeps nothing.
@@ -120,14 +110,14 @@ def train(
         NonFiniteLossError: the loss became NaN/inf (names the phase, epoch and batch).
     """
     cfg = config or TrainConfig()
-    schedule = cfg.schedule or default_schedule(model)
+    schedule = cfg.schedule or model.default_schedule
     device = resolve_device(cfg.device)
     dtype = next(model.parameters()).dtype
     x, theta = check_training_data(x, theta, model.data_dim, model.param_dim, drop_invalid)
     x, theta = x.to(device, dtype), None if theta is None else theta.to(device, dtype)
     model.to(device)
     train_idx, val_idx = split(len(x), cfg.validation_fraction, cfg.seed)
-    if cfg.standardize and hasattr(model, "standardize"):  # on resume the checkpoint restores them
+    if cfg.standardize:  # on resume the checkpoint restores them
         model.fit_standardization(x[train_idx])
 
     plan = segments(schedule, cfg.epochs)
@@ -155,8 +145,8 @@ def train(
 def _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_path) -> None:
     seg = state["segment"]
     phases, n_epochs = plan[seg]
-    losses = {p: phase_loss(p, cfg.mse_weight) for p in phases}
-    opts = {p: torch.optim.AdamW(phase_parameters(model, p), lr=cfg.lr, weight_decay=cfg.weight_decay) for p in phases}
+    params = {p: PHASES[p].parameters(model) for p in phases}
+    opts = {p: torch.optim.AdamW(params[p], lr=cfg.lr, weight_decay=cfg.weight_decay) for p in phases}
     n_batches = math.ceil(len(train_idx) / cfg.batch_size)
     scheds = {p: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=n_epochs * n_batches) for p, o in opts.items()}
     best = {"val": math.inf, "weights": copy.deepcopy(model.state_dict()), "bad": 0}
@@ -166,8 +156,8 @@ def _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_pat
             scheds[p].load_state_dict(state["sched"][p])
         best = {"val": state["best_val"], "weights": state["best_weights"], "bad": state["bad_epochs"]}
 
-    bar = tqdm(range(state["epoch"], n_epochs), desc=f"train {'+'.join(phases)}", disable=not cfg.progress,
-               initial=state["epoch"], total=n_epochs, leave=False)
+    bar = progress_bar(range(state["epoch"], n_epochs), cfg.progress, desc=f"train {'+'.join(phases)}",
+                       initial=state["epoch"], total=n_epochs, leave=False)
     global_epoch = sum(e for _, e in plan[:seg])
     for epoch in bar:
         model.train()
@@ -176,7 +166,7 @@ def _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_pat
             run_loss = 0.0
             for b, batch in enumerate(_batches(len(train_idx), cfg.batch_size, cfg.seed, global_epoch + epoch)):
                 idx = train_idx[batch]
-                loss = losses[p](model, x[idx], None if theta is None else theta[idx])
+                loss = PHASES[p].loss(model, x[idx], None if theta is None else theta[idx], cfg.mse_weight)
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(
                         f"loss is {loss.item()} in phase {p}, epoch {global_epoch + epoch}, batch {b}; "
@@ -191,14 +181,15 @@ def _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_pat
                     )
                 opts[p].zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(phase_parameters(model, p), cfg.clip_grad)
+                nn.utils.clip_grad_norm_(params[p], cfg.clip_grad)
                 opts[p].step()
                 scheds[p].step()
                 run_loss += loss.item() * len(idx)
             record[f"train_{p}"] = run_loss / len(train_idx)
+            record[f"lr_{p}"] = opts[p].param_groups[0]["lr"]
         model.eval()
-        val = sum(_evaluate(model, losses[p], x[val_idx], None if theta is None else theta[val_idx],
-                            cfg.batch_size) for p in phases)
+        val = sum(_evaluate(model, PHASES[p].loss, x[val_idx], None if theta is None else theta[val_idx],
+                            cfg.batch_size, cfg.mse_weight) for p in phases)
         record["val"] = val
         state["history"].append(record)
         bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k.startswith(("train", "val"))})

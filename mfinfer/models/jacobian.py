@@ -13,11 +13,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from mfinfer.errors import SingularJacobianError
+
 __all__ = ["jacobian", "log_det_jtj", "SingularJacobianError"]
-
-
-class SingularJacobianError(ValueError):
-    """JᵀJ is singular: the decoder is not injective at these points."""
 
 
 def jacobian(fn: Callable[[Tensor], Tensor], u: Tensor) -> tuple[Tensor, Tensor]:

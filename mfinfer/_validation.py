@@ -1,0 +1,114 @@
+"""The one checker of array inputs: shapes, dtypes, finiteness, empty inputs and θ broadcasting.
+
+Every public boundary (models, training data, observed events, simulators, priors, metrics) calls
+these, so the same mistake gives the same message everywhere:
+``"x: expected shape (n, 3), got (5, 4)"``. Errors are :class:`~mfinfer.errors.InputError`
+(a ``ValueError``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mfinfer.errors import InputError
+
+__all__ = ["as_matrix", "as_model_input", "broadcast_rows", "check_count", "nonfinite_rows"]
+
+
+def _shape(a: Any) -> tuple[int, ...]:
+    return tuple(a.shape)
+
+
+def _to_numpy(a: Any, name: str) -> np.ndarray:
+    if isinstance(a, Tensor):
+        a = a.detach().cpu().numpy()
+    try:
+        return np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"{name}: expected an array of numbers, got {type(a).__name__} ({err})") from None
+
+
+def nonfinite_rows(a: np.ndarray | Tensor) -> np.ndarray:
+    """Indices of the rows of a (n, k) array that hold NaN or inf."""
+    finite = torch.isfinite(a).all(1).cpu().numpy() if isinstance(a, Tensor) else np.isfinite(a).all(1)
+    return np.flatnonzero(~finite)
+
+
+def _check_finite(a: np.ndarray | Tensor, name: str) -> None:
+    bad = nonfinite_rows(a)
+    if bad.size:
+        raise InputError(f"{name}: {bad.size} of {len(a)} row(s) contain NaN or inf (first: row "
+                         f"{int(bad[0])}); remove or fix them")
+
+
+def _check_2d(shape: tuple[int, ...], dim: int | None, name: str, min_rows: int) -> None:
+    want = f"(n, {dim})" if dim is not None else "(n, k)"
+    if len(shape) != 2 or (dim is not None and shape[1] != dim):
+        raise InputError(f"{name}: expected shape {want}, got {shape}")
+    if shape[0] < min_rows:
+        raise InputError(f"{name}: expected at least {min_rows} row(s), got {shape[0]}")
+
+
+def as_matrix(
+    a: Any,
+    dim: int | None,
+    name: str,
+    *,
+    finite: bool = True,
+    min_rows: int = 1,
+    allow_row: bool = True,
+) -> np.ndarray:
+    """Validate a (n, dim) array of numbers (numpy, torch or nested lists) and return it as float64.
+
+    Args:
+        a: the input; a single (dim,) row becomes (1, dim) when ``allow_row``.
+        dim: the required number of columns (None: any).
+        name: the argument's name, used in the message.
+        finite: reject rows with NaN or inf.
+        min_rows: the fewest rows accepted.
+
+    Raises:
+        InputError: naming ``name``, what was expected and what was got.
+    """
+    arr = _to_numpy(a, name)
+    if allow_row and arr.ndim == 1 and (dim is None or arr.shape[0] == dim) and arr.shape[0] > 0:
+        arr = arr[None, :]
+    _check_2d(arr.shape, dim, name, min_rows)
+    if finite:
+        _check_finite(arr, name)
+    return arr
+
+
+def as_model_input(a: Any, dim: int, name: str, like: Tensor, *, finite: bool = False) -> Tensor:
+    """A (n, dim) model input as a tensor with the dtype and device of ``like``.
+
+    numpy, lists and tensors of any float dtype are accepted; autograd history is kept for tensors.
+    """
+    if isinstance(a, Tensor):
+        t = a.to(dtype=like.dtype, device=like.device)
+    else:
+        t = torch.as_tensor(_to_numpy(a, name), dtype=like.dtype, device=like.device)
+    _check_2d(_shape(t), dim, name, min_rows=0)
+    if finite:
+        _check_finite(t, name)
+    return t
+
+
+def broadcast_rows(a: np.ndarray | Tensor, n: int, name: str) -> Any:
+    """Repeat a single row to n rows; any other row count must equal n."""
+    if len(a) == 1 and n != 1:
+        return a.expand(n, -1) if isinstance(a, Tensor) else np.repeat(a, n, axis=0)
+    if len(a) != n:
+        raise InputError(f"{name}: expected 1 or {n} rows to match x, got {len(a)}")
+    return a
+
+
+def check_count(n: Any, name: str, minimum: int = 1) -> int:
+    """A whole number ≥ ``minimum`` (sample counts, sizes); numpy integers are accepted."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < minimum:
+        raise InputError(f"{name}: expected an integer >= {minimum}, got {n!r}")
+    return int(n)
