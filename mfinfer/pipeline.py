@@ -30,9 +30,9 @@ from mfinfer.inference import (
     ModelLikelihood,
     Posterior,
     SimulatorLikelihood,
-    corner_plot,
     projection_errors,
 )
+from mfinfer.plotting import corner_plot
 from mfinfer.models import build_model, load_model, save_model
 from mfinfer.registry import get_simulator
 from mfinfer.training import train

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from mfinfer.inference import MCMCResult, Posterior, corner_plot, sample_posterior
+from mfinfer.inference import MCMCResult, Posterior, sample_posterior
+from mfinfer.plotting import corner_plot
 from mfinfer.priors import BoxUniform, Gaussian
 
 SIGMA = 1.5
