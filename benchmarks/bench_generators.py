@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from simulators import get_simulator
+from mfinfer import get_simulator
 
 
 def rate(fn, n: int) -> float:

@@ -1,10 +1,47 @@
 """mfinfer: simulation-based inference with manifold-learning flows (M-flows).
 
-Submodules: ``models`` (AF, M-flow, Mₑ-flow, PIE, FOM), ``jacobian`` (exact log det JᵀJ),
-``training`` (M/D schedules, checkpoints), ``inference`` (MCMC posteriors), ``metrics``,
-``io`` (ROOT files), ``priors`` and ``cli``.
+The public API::
 
-Reference: Brehmer & Cranmer, arXiv:2003.13913.
+    from mfinfer import ManifoldFlow, LikelihoodEstimator, get_simulator
+
+    sim = get_simulator("power")
+    theta, x = sim.simulate(20_000, rng=0)
+    estimator = LikelihoodEstimator(ManifoldFlow(3, 2, param_dim=1), prior=sim.prior)
+    posterior = estimator.append_simulations(theta, x).train(epochs=10).build_posterior()
+    samples = posterior.sample(5000, x=x_observed)
+
+The subpackages follow the data flow, left to right:
+
+- ``registry``: simulator plug-ins, found by the ``mfinfer.simulators`` entry points;
+- ``models``: what is trained (AF, M-flow / Mₑ-flow / PIE, FOM; ``jacobian``, ``storage``);
+- ``training``: how it is trained (phases, schedules, the loop, checkpoints);
+- ``inference``: likelihoods, the log-posterior, MCMC, posterior objects, the estimator;
+- ``evaluation``: metrics, their registry, reports;
+- ``io``: ROOT event files; ``plotting``: corner plots;
+- ``config``, ``pipeline``, ``cli``: YAML runs and the ``mfinfer`` command;
+- ``errors``: the exceptions; ``priors``; ``utils``.
+
+Reference: Brehmer & Cranmer, "Flows for simultaneous manifold learning and density estimation",
+arXiv:2003.13913.
 """
 
+from mfinfer.inference import LikelihoodEstimator, Posterior, sample_posterior
+from mfinfer.models import AmbientFlow, FOMFlow, ManifoldFlow, load_model, save_model
+from mfinfer.priors import BoxUniform, Gaussian
+from mfinfer.registry import get_simulator
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "AmbientFlow",
+    "BoxUniform",
+    "FOMFlow",
+    "Gaussian",
+    "LikelihoodEstimator",
+    "ManifoldFlow",
+    "Posterior",
+    "get_simulator",
+    "load_model",
+    "sample_posterior",
+    "save_model",
+]

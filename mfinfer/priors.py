@@ -11,16 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mfinfer._validation import as_matrix
+from mfinfer.errors import InputError
+
 __all__ = ["Prior", "BoxUniform", "Gaussian", "prior_from_config"]
 
 
 def _as_2d(theta: np.ndarray, dim: int) -> np.ndarray:
-    theta = np.asarray(theta, dtype=float)
-    if theta.ndim == 1 and theta.shape[0] == dim:
-        theta = theta[None, :]
-    if theta.ndim != 2 or theta.shape[1] != dim:
-        raise ValueError(f"theta: expected shape (n, {dim}) or ({dim},), got {theta.shape}")
-    return theta
+    return as_matrix(theta, dim, "theta", finite=False, min_rows=0)
 
 
 class Prior:
@@ -45,13 +43,13 @@ class Prior:
         raise NotImplementedError
 
     def check(self, theta: np.ndarray, name: str = "theta") -> np.ndarray:
-        """Validate θ (shape, finiteness, support); returns it as (n, p) or raises ValueError."""
+        """Validate θ (shape, finiteness, support); returns it as (n, p) or raises InputError."""
         theta = _as_2d(theta, self.dim)
         inside = self.contains(theta)
         if not inside.all():
             bad = np.flatnonzero(~inside)
             low, high = self.bounds
-            raise ValueError(
+            raise InputError(
                 f"{name}: {bad.size} row(s) outside the prior support [{low.tolist()}, {high.tolist()}]"
                 f" (first: row {bad[0]} = {theta[bad[0]].tolist()}); pass parameters inside the prior"
             )
@@ -68,7 +66,7 @@ class BoxUniform(Prior):
     def __post_init__(self) -> None:
         low, high = np.atleast_1d(self.low).astype(float), np.atleast_1d(self.high).astype(float)
         if low.shape != high.shape or np.any(high <= low):
-            raise ValueError(f"BoxUniform: need low < high of equal length, got {low} and {high}")
+            raise InputError(f"BoxUniform: need low < high of equal length, got {low} and {high}")
         object.__setattr__(self, "low", tuple(low.tolist()))
         object.__setattr__(self, "high", tuple(high.tolist()))
 
@@ -103,7 +101,7 @@ class Gaussian(Prior):
     def __post_init__(self) -> None:
         mean, std = np.atleast_1d(self.mean).astype(float), np.atleast_1d(self.std).astype(float)
         if mean.shape != std.shape or np.any(std <= 0):
-            raise ValueError(f"Gaussian: need std > 0 and len(mean) == len(std), got {mean}, {std}")
+            raise InputError(f"Gaussian: need std > 0 and len(mean) == len(std), got {mean}, {std}")
         object.__setattr__(self, "mean", tuple(mean.tolist()))
         object.__setattr__(self, "std", tuple(std.tolist()))
 
@@ -136,4 +134,4 @@ def prior_from_config(cfg: dict) -> Prior:
         return BoxUniform(tuple(cfg["low"]), tuple(cfg["high"]))
     if kind == "gaussian":
         return Gaussian(tuple(cfg["mean"]), tuple(cfg["std"]))
-    raise ValueError(f"prior.type: must be one of ('box', 'gaussian'), got {kind!r}")
+    raise InputError(f"prior.type: must be one of ('box', 'gaussian'), got {kind!r}")

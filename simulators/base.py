@@ -21,32 +21,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from mfinfer._validation import as_matrix, broadcast_rows
 from mfinfer.priors import Prior
 
 __all__ = ["Simulator", "check_x", "check_theta", "check_last_dim", "numpy_or_torch"]
 
 
 def check_x(x: Any, data_dim: int, name: str = "x") -> np.ndarray:
-    """Validate events: a finite (n, D) array; returns it as float64 or raises ValueError."""
-    x = np.asarray(x, dtype=float)
-    if x.ndim == 1 and x.shape[0] == data_dim:
-        x = x[None, :]
-    if x.ndim != 2 or x.shape[1] != data_dim:
-        raise ValueError(f"{name}: expected shape (n, {data_dim}), got {x.shape}")
-    bad = ~np.all(np.isfinite(x), axis=1)
-    if bad.any():
-        raise ValueError(f"{name}: {int(bad.sum())} row(s) contain NaN or inf (first: row {np.flatnonzero(bad)[0]})")
-    return x
+    """Validate events: a finite (n, D) array; returns it as float64 or raises InputError."""
+    return as_matrix(x, data_dim, name, min_rows=0)
 
 
 def check_theta(theta: Any, prior: Prior, n: int | None = None, name: str = "theta") -> np.ndarray:
     """Validate θ against the prior (shape and support); broadcast a single (p,) row to n rows."""
     theta = prior.check(theta, name=name)
-    if n is not None and len(theta) == 1 and n != 1:
-        theta = np.repeat(theta, n, axis=0)
-    if n is not None and len(theta) != n:
-        raise ValueError(f"{name}: expected 1 or {n} rows to match x, got {len(theta)}")
-    return theta
+    return theta if n is None else broadcast_rows(theta, n, name)
+
 
 def numpy_or_torch(fn: Callable[[Any, torch.Tensor], torch.Tensor]) -> Callable:
     """Let a method written with torch ops take numpy too: numpy in -> numpy out (float64),

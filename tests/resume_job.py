@@ -9,7 +9,7 @@ import torch
 
 from mfinfer.models import ManifoldFlow, save_model
 from mfinfer.training import TrainConfig, train
-from simulators import get_simulator
+from mfinfer import get_simulator
 
 torch.set_num_threads(1)
 run_dir = sys.argv[1]

@@ -10,8 +10,11 @@ import pytest
 from scipy import stats
 
 from simulators import higgs4l as h
-from simulators import kinematics as kin
 from simulators.higgs4l import Higgs4l
+from simulators.higgs4l import cuts as hcuts
+from simulators.higgs4l import kinematics as kin
+from simulators.higgs4l import normalisation as hnorm
+from simulators.higgs4l import proposal as hprop
 
 
 def _random_chart(n: int, rng: np.random.Generator, boost: bool = True) -> np.ndarray:
@@ -99,7 +102,7 @@ def test_angle_conventions():
 
 # ----------------------------------------------------------------------------- matrix element
 def test_gamma5_trace_convention():
-    from simulators import hzz_amplitude as amp
+    from simulators.higgs4l import amplitude as amp
 
     g = amp._GAMMA
     assert np.isclose(
@@ -169,7 +172,7 @@ def test_sigma_morphing_matches_direct_mc(cuts):
     sim = Higgs4l(cuts=cuts)
     rng = np.random.default_rng(5)
     thetas = sim.prior.sample(3, rng)
-    z, factor = h._propose(60_000, rng, h._window(cuts))
+    z, factor = hprop._propose(60_000, rng, hcuts._window(cuts))
     ps = kin.momenta_from_chart(*z.T)
     acc = h.passes_cuts(kin.observables(*ps)) if cuts else np.ones(len(z), bool)
     for theta in thetas:
@@ -180,7 +183,7 @@ def test_sigma_morphing_matches_direct_mc(cuts):
 
 
 def test_normalisation_computed_into_user_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(h, "_DATA_DIR", tmp_path / "pkg")
+    monkeypatch.setattr(hnorm, "_DATA_DIR", tmp_path / "pkg")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.warns(RuntimeWarning, match="missing or stale"):
         data = h.load_normalisation(False, n_events=20_000)
@@ -197,7 +200,7 @@ def test_normalisation_computed_into_user_cache(tmp_path, monkeypatch):
 def test_likelihood_normalised(sim):
     """exp(log_likelihood) integrates to one over the chart measure (importance sampling)."""
     rng = np.random.default_rng(6)
-    z, factor = h._propose(100_000, rng)
+    z, factor = hprop._propose(100_000, rng)
     x = sim.from_chart(z)
     log_q = np.log(h.phase_space_density(z[:, 0], z[:, 1]) / factor) + h.boost_log_density(
         z[:, 8], z[:, 9]
@@ -277,7 +280,7 @@ def _chi2_pvalues(
     rng = np.random.default_rng(seed)
     theta = np.asarray(theta, dtype=float)
     _, z = sim.sample_with_chart(np.repeat(theta[None], n_events, 0), rng)
-    zw, factor = h._propose(n_weighted, rng, h._window(sim.cuts))
+    zw, factor = hprop._propose(n_weighted, rng, hcuts._window(sim.cuts))
     ps = kin.momenta_from_chart(*zw.T)
     w = h.matrix_element_squared(*ps, theta) * factor
     if sim.cuts:

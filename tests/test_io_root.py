@@ -10,13 +10,13 @@ ak = pytest.importorskip("awkward")
 
 from mfinfer.io import (
     CorruptFileError,
-    LeptonSelection,
     MissingKeyError,
     read_events,
     read_user_events,
     write_events,
 )
-from simulators.kinematics import OBSERVABLE_NAMES, momenta_from_chart, observables
+from simulators.higgs4l import LeptonSelection
+from simulators.higgs4l.kinematics import OBSERVABLE_NAMES, momenta_from_chart, observables
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ worker-count independence of the parallel generator.
 
 Only rest-frame decay angles are compared: Pythia produces the Higgs in gluon fusion with its own
 boost, and picks the Z masses from its own Breit-Wigner lineshape (and, for parity 2, weights the
-masses differently; see simulators/pythia.py). Both samples are restricted to the same mass window.
+masses differently; see simulators/higgs4l/pythia.py). Both samples are restricted to the same mass
+window.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from scipy.stats import chi2 as chi2_dist
 
-from simulators import kinematics as kin
+from simulators.higgs4l import kinematics as kin
 
 PHI = kin.OBSERVABLE_NAMES.index("Phi")
 COS1 = kin.OBSERVABLE_NAMES.index("cos_theta1")
@@ -83,7 +84,7 @@ def _compare(xp: np.ndarray, xh: np.ndarray, wh: np.ndarray) -> dict[str, tuple[
 
 
 def _validate(n: int, parity: str, seed: int) -> dict[str, tuple[float, int, float]]:
-    from simulators.pythia import PythiaHiggs4l
+    from simulators.higgs4l.pythia import PythiaHiggs4l
 
     xp = PythiaHiggs4l(parity=parity, chunk_size=n).sample(np.zeros((n, 1)), rng=seed)
     xh, wh = (_higgs4l_even if parity == "even" else _higgs4l_odd)(
@@ -98,8 +99,8 @@ def _validate(n: int, parity: str, seed: int) -> dict[str, tuple[float, int, flo
 def test_parameter_mapping():
     """Pythia's parity-3 weight numerator (transcribed from SigmaProcess::weightHiggsDecay) equals
     Higgs4l's |M|^2 / |propagators|^2 at (a2, a3) = (0, -eta/2), up to one constant."""
-    from simulators.higgs4l import MZ, SW2, _propagator, morphing_weights
-    from simulators.pythia import a3_from_eta, eta_from_a3
+    from simulators.higgs4l.amplitude import MZ, SW2, _propagator, morphing_weights
+    from simulators.higgs4l.pythia import a3_from_eta, eta_from_a3
 
     rng = np.random.default_rng(0)
     n = 500
@@ -169,7 +170,7 @@ def test_pythia_even_odd_small():
         for name, (c2, dof, p) in _validate(n, parity, seed=11).items():
             assert p > 1e-3, f"{parity} {name}: chi2 = {c2:.1f} / {dof} (p = {p:.2g})"
     # power: Pythia's CP-even sample against Higgs4l's CP-odd
-    from simulators.pythia import PythiaHiggs4l
+    from simulators.higgs4l.pythia import PythiaHiggs4l
 
     xp = PythiaHiggs4l(parity="even", chunk_size=n).sample(np.zeros((n, 1)), rng=12)
     xh, wh = _higgs4l_odd(2 * n, 12)
@@ -205,7 +206,7 @@ def test_pythia_mixed_sign_conditional():
     """Pythia's CP-mixed decay at eta = -2 matches Higgs4l at a3 = +1 (= -eta/2) given Pythia's own
     masses, and not a3 = -1: fixes the sign of the mapping (the interference term is odd in Phi)."""
     _pythia()
-    from simulators.pythia import PythiaHiggs4l, a3_from_eta
+    from simulators.higgs4l.pythia import PythiaHiggs4l, a3_from_eta
 
     n, eta = 3000, -2.0
     xp = PythiaHiggs4l(chunk_size=n).sample(np.full((n, 1), eta), rng=31)
@@ -222,7 +223,7 @@ def test_worker_count_independence():
     """Same base seed -> identical events with 1 worker (in-process) and 2 dask worker processes."""
     _pythia()
     pytest.importorskip("dask.distributed")
-    from simulators.pythia import PythiaHiggs4l
+    from simulators.higgs4l.pythia import PythiaHiggs4l
 
     theta = np.repeat([[0.0], [2.0]], [150, 100], axis=0)  # 3 chunks: 100 + 50 at eta 0, 100 at 2
     runs = []

@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy import stats
 
-from simulators import get_simulator
+from mfinfer import get_simulator
 from simulators.power import POWER_SEED, PowerSimulator, _generate_power_constants
 from simulators.sphere import AZIMUTH_HIGH, Circle, ConditionalSphere, SphericalGaussian
 

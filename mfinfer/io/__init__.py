@@ -1,10 +1,13 @@
-"""Input and output of event samples: ROOT files through uproot and awkward (:mod:`mfinfer.io.root`)."""
+"""Input and output of event samples: ROOT files through uproot and awkward.
+
+See :mod:`mfinfer.io.root`.
+"""
 
 from __future__ import annotations
 
 from mfinfer.io.root import (
     CorruptFileError,
-    LeptonSelection,
+    EventSelection,
     MissingKeyError,
     read_events,
     read_user_events,
@@ -13,7 +16,7 @@ from mfinfer.io.root import (
 
 __all__ = [
     "CorruptFileError",
-    "LeptonSelection",
+    "EventSelection",
     "MissingKeyError",
     "read_events",
     "read_user_events",

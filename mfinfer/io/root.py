@@ -6,9 +6,11 @@ Two kinds of file are read:
   parameter (``theta_0``, ``theta_1``, ...) plus a JSON ``TObjString`` with the metadata (seed,
   simulator, ...); :func:`read_events` gives them back exactly;
 - a user's own ROOT file (:func:`read_user_events`): the user names the tree and the branch
-  expressions. Flat branches become columns; per-event lepton collections (jagged branches such as
-  ``Electron_pt``) go through a :class:`LeptonSelection` that picks e-, e+, mu-, mu+ and computes the
-  same observables as the simulators (:func:`simulators.kinematics.observables`).
+  expressions. Flat branches become columns; per-event collections (jagged branches such as
+  ``Electron_pt``) go through an :class:`EventSelection`, an object that names the branches it needs
+  and turns them into one row of observables per selected event. Simulators provide theirs
+  (``simulator.event_selection()``, e.g. the 2e2mu ``simulators.higgs4l.LeptonSelection``); this
+  module knows nothing about what is selected.
 
 Every error names the file and the object: a missing file raises :class:`FileNotFoundError`, a
 missing tree or branch :class:`MissingKeyError` (a ``KeyError`` listing what exists, nearest first),
@@ -29,23 +31,22 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 import os
 import re
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from mfinfer.errors import CorruptFileError, MissingKeyError
 from mfinfer.utils import json_default
 
 __all__ = [
     "CorruptFileError",
-    "LeptonSelection",
+    "EventSelection",
     "MissingKeyError",
     "read_events",
     "read_user_events",
@@ -55,17 +56,6 @@ __all__ = [
 FORMAT = "mfinfer-events/1"
 _CHUNK = 100_000  # rows per basket when writing
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class MissingKeyError(KeyError):
-    """A tree, branch or object is not in the file; the message lists what is, nearest first."""
-
-    def __str__(self) -> str:  # KeyError would quote the whole message
-        return str(self.args[0]) if self.args else ""
-
-
-class CorruptFileError(OSError):
-    """The file exists but is not a readable ROOT file (truncated, corrupt or not ROOT at all)."""
 
 
 def _uproot():
@@ -182,10 +172,10 @@ def write_events(
 ) -> Path:
     """Write events (and their parameters) to a ROOT file as a ``TTree``, atomically.
 
-    The file holds the tree (a float64 branch per observable, then ``theta_0``, ``theta_1``, ...) and
-    a JSON ``TObjString`` ``metadata`` (``<tree>_metadata`` for other tree names) with the names and
-    the user's ``metadata``. The file is written to a temporary name in the same directory and moved
-    into place, so readers never see half a file. An existing file at ``path`` is replaced.
+    The file holds the tree (a float64 branch per observable, then ``theta_0``, ``theta_1``, ...)
+    and a JSON ``TObjString`` ``metadata`` (``<tree>_metadata`` for other tree names) with the names
+    and the user's ``metadata``. The file is written to a temporary name in the same directory and
+    moved into place, so readers never see half a file. An existing file at ``path`` is replaced.
 
     Arguments:
         path: output file, usually ``*.root``.
@@ -236,7 +226,9 @@ def write_events(
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    columns = dict(zip(names, x.T)) | ({} if theta is None else dict(zip(theta_names, theta.T)))
+    columns = dict(zip(names, x.T, strict=True)) | (
+        {} if theta is None else dict(zip(theta_names, theta.T, strict=True))
+    )
     try:
         with uproot.recreate(tmp) as f:
             # mktree + extend: a plain f[tree] = {...} writes an RNTuple with uproot >= 5.7.
@@ -305,101 +297,41 @@ def read_events(
     return x.astype(np.float64), theta, info["metadata"]
 
 
-@dataclass(frozen=True)
-class LeptonSelection:
-    """Rule that turns per-event lepton collections into one (e-, e+, mu-, mu+) quadruplet.
+@runtime_checkable
+class EventSelection(Protocol):
+    """What :func:`read_user_events` needs to turn per-event collections into events.
 
-    Leptons failing ``min_pt``/``max_abs_eta`` are dropped first. With ``require="exactly"`` an event
-    is kept if it has exactly two electrons of opposite charge and exactly two muons of opposite
-    charge; with ``"at_least"`` at least one lepton of each charge per flavour, and the leading (highest
-    pT) lepton of each flavour and charge is taken. Momenta come from ``pt, eta, phi`` (massless
-    leptons) or from ``E, px, py, pz`` (``momentum="cartesian"``).
-
-    Branch names are ``<electron>_<field>`` and ``<muon>_<field>`` (NanoAOD style: ``Electron_pt``,
-    ``Muon_charge``); a ``branches`` dict given to :func:`read_user_events` can map any of these names
-    to an expression in the user's file.
-
-    Arguments:
-        electron: prefix of the electron collection.
-        muon: prefix of the muon collection.
-        momentum: ``"ptetaphi"`` (fields pt, eta, phi) or ``"cartesian"`` (fields E, px, py, pz).
-        require: ``"exactly"`` or ``"at_least"``, see above.
-        min_pt: (electron, muon) pT thresholds in GeV.
-        max_abs_eta: |eta| limit for both flavours.
-        charge: name of the charge field.
+    Any object with these two methods will do (structural typing; simulators provide one through
+    ``simulator.event_selection()``, e.g. ``simulators.higgs4l.LeptonSelection``).
     """
 
-    electron: str = "Electron"
-    muon: str = "Muon"
-    momentum: Literal["ptetaphi", "cartesian"] = "ptetaphi"
-    require: Literal["exactly", "at_least"] = "exactly"
-    min_pt: tuple[float, float] = (0.0, 0.0)
-    max_abs_eta: float = math.inf
-    charge: str = "charge"
-
-    def __post_init__(self) -> None:
-        if self.momentum not in ("ptetaphi", "cartesian"):
-            raise ValueError(
-                f"momentum: must be one of ('ptetaphi', 'cartesian'), got {self.momentum!r}"
-            )
-        if self.require not in ("exactly", "at_least"):
-            raise ValueError(
-                f"require: must be one of ('exactly', 'at_least'), got {self.require!r}"
-            )
-        if len(tuple(self.min_pt)) != 2:
-            raise ValueError(f"min_pt: expected (electron, muon) thresholds, got {self.min_pt!r}")
-        object.__setattr__(self, "min_pt", tuple(float(v) for v in self.min_pt))
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        """Per-lepton fields read for each collection."""
-        mom = ("pt", "eta", "phi") if self.momentum == "ptetaphi" else ("E", "px", "py", "pz")
-        return (*mom, self.charge)
-
     def inputs(self) -> list[str]:
-        """Canonical input names, e.g. ``["Electron_pt", ..., "Muon_charge"]``."""
-        return [f"{c}_{f}" for c in (self.electron, self.muon) for f in self.fields]
+        """Canonical names of the branches the selection reads (e.g. ``"Electron_pt"``); a
+        ``branches`` mapping given to :func:`read_user_events` may map any of them to an expression
+        in the user's file."""
+        ...
 
-    def apply(self, arrays: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        """Select events and return their lepton four-momenta.
+    def select(self, arrays: Mapping[str, Any]) -> tuple[np.ndarray, list[str]]:
+        """Select events and compute their observables.
 
         Arguments:
-            arrays: jagged awkward arrays keyed by :meth:`inputs` names, n events each.
+            arrays: jagged awkward arrays (``var * number``) keyed by the :meth:`inputs` names, n
+                events each.
 
         Returns:
-            ``(p, keep)``: four-momenta (4, m, 4) ordered e-, e+, mu-, mu+ with (E, px, py, pz) in
-            GeV for the m kept events, and the boolean (n,) mask of kept events.
+            ``(x, names)``: events (m, D) float64 for the m selected events, and the D column names.
         """
-        ak = _awkward()
-        out, keep = [], None
-        for prefix, min_pt in ((self.electron, self.min_pt[0]), (self.muon, self.min_pt[1])):
-            col = {f: ak.values_astype(arrays[f"{prefix}_{f}"], np.float64) for f in self.fields}
-            if self.momentum == "ptetaphi":
-                pt, eta, phi = col["pt"], col["eta"], col["phi"]
-                p4 = [pt * np.cosh(eta), pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)]
-            else:
-                p4 = [col["E"], col["px"], col["py"], col["pz"]]
-                pt = np.hypot(p4[1], p4[2])
-                eta = np.arcsinh(p4[3] / ak.where(pt > 0, pt, 1e-300))
-            good = (pt >= min_pt) & (abs(eta) <= self.max_abs_eta)
-            q = col[self.charge]
-            neg, pos = good & (q < 0), good & (q > 0)
-            nneg, npos = ak.to_numpy(ak.sum(neg, axis=1)), ak.to_numpy(ak.sum(pos, axis=1))
-            ok = (
-                (nneg == 1) & (npos == 1)
-                if self.require == "exactly"
-                else (nneg >= 1) & (npos >= 1)
-            )
-            if self.require == "exactly":
-                ok &= ak.to_numpy(ak.sum(good, axis=1)) == 2
-            keep = ok if keep is None else keep & ok
-            for mask in (neg, pos):
-                score = ak.fill_none(ak.where(mask, pt, -np.inf), -np.inf)
-                idx = ak.argmax(score, axis=1, keepdims=True)
-                pick = [ak.fill_none(ak.firsts(c[idx]), np.nan) for c in p4]
-                out.append(np.stack([ak.to_numpy(c) for c in pick], axis=1))
-        keep = np.asarray(keep, dtype=bool)
-        return np.stack(out)[:, keep], keep
+        ...
+
+
+def _check_selection(selection: Any) -> None:
+    missing = [m for m in ("inputs", "select") if not callable(getattr(selection, m, None))]
+    if missing:
+        raise TypeError(
+            "selection: expected an EventSelection (an object with inputs() -> list[str] and "
+            f"select(arrays) -> (x, names), e.g. simulator.event_selection()) or None, got "
+            f"{type(selection).__name__} without {' and '.join(f'{m}()' for m in missing)}"
+        )
 
 
 def _expressions(branches: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
@@ -430,14 +362,14 @@ def read_user_events(
     path: str | os.PathLike,
     tree: str,
     branches: Mapping[str, str] | Sequence[str] | None = None,
-    selection: LeptonSelection | None = None,
+    selection: EventSelection | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Read events from a user's ROOT file.
 
     Without ``selection`` every requested branch must be flat (one number per event); the result
-    has one column per branch. With a :class:`LeptonSelection` the lepton collections are read,
-    events are selected, and the result is the simulators' observables
-    (:func:`simulators.kinematics.observables`) of the chosen e-, e+, mu-, mu+.
+    has one column per branch. With an :class:`EventSelection` (any object with ``inputs()`` and
+    ``select(arrays)``, e.g. ``simulator.event_selection()``) the collections it names are read as
+    jagged arrays and the result is what its ``select`` makes of them: one row per selected event.
 
     Arguments:
         path: ROOT file.
@@ -446,17 +378,15 @@ def read_user_events(
             expressions such as ``"pt * cosh(eta)"``); with a selection: optional
             ``{canonical input: expression}`` overrides, canonical inputs being
             ``selection.inputs()`` (e.g. ``{"Electron_pt": "el_pt"}``).
-        selection: rule for jagged lepton collections, or None for flat branches.
+        selection: rule for jagged per-event collections, or None for flat branches.
 
     Returns:
         ``(x, names)``: events (m, D) float64 and the D column names (m is the number of
         selected events).
     """
     path = Path(path)
-    if selection is not None and not isinstance(selection, LeptonSelection):
-        raise TypeError(
-            f"selection: expected a LeptonSelection or None, got {type(selection).__name__}"
-        )
+    if selection is not None:
+        _check_selection(selection)
     if selection is None and not branches:
         raise ValueError("branches: expected branch names or {column: expression}, got none")
     with _open(path) as f:
@@ -470,8 +400,9 @@ def read_user_events(
                 if a.ndim != 1:
                     raise ValueError(
                         f"{path}: branch {name!r} in tree {tree!r} is jagged ({a.type.content}), "
-                        "expected one number per event; pass selection=LeptonSelection(...) to build "
-                        "observables from lepton collections, or an expression that reduces it "
+                        "expected one number per event; pass an EventSelection (the simulator's "
+                        "event_selection(), e.g. simulators.higgs4l.LeptonSelection(...)) to build "
+                        "observables from per-event collections, or an expression that reduces it "
                         "(e.g. 'Electron_pt[:, 0]')"
                     )
                 cols.append(_awkward().to_numpy(a).astype(np.float64))
@@ -482,7 +413,7 @@ def read_user_events(
         overrides = _expressions(branches or {})
         unknown = [k for k in overrides if k not in inputs]
         if unknown:
-            raise _missing("lepton input", unknown[0], path, "the selection's inputs", inputs)
+            raise _missing("selection input", unknown[0], path, "the selection's inputs", inputs)
         exprs = {k: overrides.get(k, k) for k in inputs}
         arrays = _read_arrays(t, path, tree, exprs)
         for name in inputs:
@@ -491,8 +422,11 @@ def read_user_events(
                     f"{path}: expected {name!r} in tree {tree!r} to be a per-event collection "
                     f"(var * number), got {arrays[name].type}"
                 )
-    p, _ = selection.apply({k: arrays[k] for k in inputs})
-    from simulators.kinematics import OBSERVABLE_NAMES, observables
-
-    x = np.asarray(observables(*p), dtype=np.float64).reshape(p.shape[1], len(OBSERVABLE_NAMES))
-    return x, list(OBSERVABLE_NAMES)
+    x, names = selection.select({k: arrays[k] for k in inputs})
+    x, names = np.asarray(x, dtype=np.float64), [str(n) for n in names]
+    if x.ndim != 2 or x.shape[1] != len(names):
+        raise ValueError(
+            f"selection: {type(selection).__name__}.select returned events of shape {x.shape} and "
+            f"{len(names)} names; expected shape (m, {len(names)})"
+        )
+    return x, names

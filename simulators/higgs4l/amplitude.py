@@ -19,10 +19,20 @@ import itertools
 
 import numpy as np
 
-from simulators import kinematics as kin
+from simulators.higgs4l import kinematics as kin
 
-__all__ = ["GAMMA_Z", "GL", "GR", "MH", "MZ", "SW2", "matrix_element_squared", "morphing_weights",
-           "morphing_weights_helicity", "morphing_weights_trace"]
+__all__ = [
+    "GAMMA_Z",
+    "GL",
+    "GR",
+    "MH",
+    "MZ",
+    "SW2",
+    "matrix_element_squared",
+    "morphing_weights",
+    "morphing_weights_helicity",
+    "morphing_weights_trace",
+]
 
 MH = kin.MH
 MZ = 91.1876

@@ -50,7 +50,7 @@ LEPTONS = ("em", "ep", "mm", "mp")
 #: The five decay angles, in the order returned by :func:`angles`.
 ANGLE_NAMES = ("cos_theta_star", "Phi1", "cos_theta1", "cos_theta2", "Phi")
 #: The 11 chart coordinates, in the order of :func:`chart_from_momenta`.
-CHART_NAMES = ("m_Z1", "m_Z2") + ANGLE_NAMES + ("psi", "pt_4l", "y_4l", "phi_4l")
+CHART_NAMES = ("m_Z1", "m_Z2", *ANGLE_NAMES, "psi", "pt_4l", "y_4l", "phi_4l")
 #: The 38 observables of :func:`observables`, in column order.
 OBSERVABLE_NAMES: tuple[str, ...] = (
     tuple(f"{lep}_{c}" for lep in LEPTONS for c in ("E", "px", "py", "pz"))

@@ -1,12 +1,13 @@
 """Pythia 8 as an external H -> ZZ* -> 2e2mu generator (``pythia8mc``, imported lazily).
 
-``PythiaHiggs4l`` generates ``g g -> H -> Z Z* -> (e- e+)(mu- mu+)`` at 13 TeV with Pythia's built-in
-HZZ decay correlations and returns the same observables as :class:`simulators.higgs4l.Higgs4l`
-(:func:`simulators.kinematics.observables`). Its role is validation: an independent implementation of
-the decay matrix element, plus optional parton shower, QED FSR, MPI and hadronisation.
+``PythiaHiggs4l`` generates ``g g -> H -> Z Z* -> (e- e+)(mu- mu+)`` at 13 TeV with Pythia's
+built-in HZZ decay correlations and returns the same observables as
+:class:`simulators.higgs4l.Higgs4l` (:func:`simulators.higgs4l.kinematics.observables`). Its role is
+validation: an independent implementation of the decay matrix element, plus optional parton shower,
+QED FSR, MPI and hadronisation.
 
-Pythia's parameters (``xmldoc/HiggsProcesses.xml``; code in ``SigmaProcess::weightHiggsDecay``). With
-``Higgs:useBSM = on`` the ``h0(H1)`` (PDG 25) decay angles follow ``HiggsH1:parity``:
+Pythia's parameters (``xmldoc/HiggsProcesses.xml``; code in ``SigmaProcess::weightHiggsDecay``).
+With ``Higgs:useBSM = on`` the ``h0(H1)`` (PDG 25) decay angles follow ``HiggsH1:parity``:
 
 - ``1``: pure scalar (CP-even), weight ``8[(1 + A) p35 p46 + (1 - A) p36 p45]``: exactly our
   ``|M|^2`` at ``(a1, a2, a3) = (1, 0, 0)`` (the SM);
@@ -19,8 +20,9 @@ Pythia's parameters (``xmldoc/HiggsProcesses.xml``; code in ``SigmaProcess::weig
 
   (checked numerically to 1e-12, ``tests/test_pythia.py::test_parameter_mapping``; the sign follows
   our ``eps^{0123} = +1``). Pythia divides each event's weight by
-  ``1 + 2 |eta| m1 m2 / mZ^2 + 2 eta^2 m1^2 m2^2 (1 + A) / mZ^4`` to keep it below one; this reshapes
-  the ``m1, m2`` distribution (not the angles at fixed masses) away from the true ``|M|^2``.
+  ``1 + 2 |eta| m1 m2 / mZ^2 + 2 eta^2 m1^2 m2^2 (1 + A) / mZ^4`` to keep it below one; this
+  reshapes the ``m1, m2`` distribution (not the angles at fixed masses) away from the true
+  ``|M|^2``.
   ``eta = 0`` is identical to parity 1;
 - ``4`` (``HiggsH1:phiParity``) only affects ``h -> f fbar``; ``Z Z`` decays are then isotropic.
 
@@ -52,8 +54,9 @@ from typing import Any, Literal
 import numpy as np
 
 from mfinfer.priors import BoxUniform, Prior
-from simulators import kinematics as kin
 from simulators.base import Simulator, check_theta
+from simulators.higgs4l import kinematics as kin
+from simulators.higgs4l.selection import LeptonSelection
 
 __all__ = ["PARITY_MODES", "PythiaHiggs4l", "a3_from_eta", "eta_from_a3", "generate_chunk"]
 
@@ -68,7 +71,8 @@ def eta_from_a3(a3: np.ndarray | float) -> np.ndarray:
 
 
 def a3_from_eta(eta: np.ndarray | float) -> np.ndarray:
-    """Our ``a3`` (a1 = 1, a2 = 0) for Pythia's ``HiggsH1:etaParity``; inverse of :func:`eta_from_a3`."""
+    """Our ``a3`` (a1 = 1, a2 = 0) for Pythia's ``HiggsH1:etaParity``; inverse of
+    :func:`eta_from_a3`."""
     return -0.5 * np.asarray(eta, dtype=float)
 
 
@@ -156,7 +160,8 @@ def generate_chunk(
         options: ``ecm, shower, hadronisation, qed_fsr, mpi``.
 
     Returns:
-        ``{"momenta": (n, 4, 4) (e-, e+, mu-, mu+; E, px, py, pz), "tries": int, "seconds": float}``.
+        ``{"momenta": (n, 4, 4) (e-, e+, mu-, mu+; E, px, py, pz), "tries": int,
+        "seconds": float}``.
     """
     pythia8mc = _import_pythia()
     start = time.perf_counter()
@@ -208,10 +213,11 @@ class PythiaHiggs4l(Simulator):
 
     theta is ``(eta,)``, Pythia's ``HiggsH1:etaParity`` (``a3 = -eta/2`` in
     :class:`simulators.higgs4l.Higgs4l`'s convention, ``a2 = 0``; see the module docstring). Events
-    are :data:`simulators.kinematics.OBSERVABLE_NAMES` (38 columns).
+    are :data:`simulators.higgs4l.kinematics.OBSERVABLE_NAMES` (38 columns).
 
     Arguments:
-        parity: ``"mixed"`` (theta = eta), or ``"even"``, ``"odd"``, ``"isotropic"`` (theta ignored).
+        parity: ``"mixed"`` (theta = eta), or ``"even"``, ``"odd"``, ``"isotropic"`` (theta
+            ignored).
         prior: prior over eta; default uniform on [-4, 4] (= a3 in [-2, 2]).
         shower: QCD initial- and final-state showers.
         hadronisation: string fragmentation (needs beam remnants, so turns the parton level on).
@@ -270,6 +276,13 @@ class PythiaHiggs4l(Simulator):
         on = [k for k in ("shower", "hadronisation", "qed_fsr", "mpi") if self.options[k]]
         return f"PythiaHiggs4l(parity={self.parity!r}, on={on}, n_workers={self.n_workers})"
 
+    def event_selection(self, **options: Any) -> LeptonSelection:
+        """The 2e2mu selection that turns a ROOT file's lepton collections into this simulator's
+        observables: ``LeptonSelection(**options)`` (the same as :class:`Higgs4l
+        <simulators.higgs4l.Higgs4l>`'s), for :func:`mfinfer.io.read_user_events`'s
+        ``selection``."""
+        return LeptonSelection(**options)
+
     # -- generation ---------------------------------------------------------------------------
     def momenta(
         self, theta: np.ndarray, rng: np.random.Generator | int | None = None
@@ -297,7 +310,7 @@ class PythiaHiggs4l(Simulator):
         start = time.perf_counter()
         results = self._run(tasks)
         out = np.empty((n, 4, 4))
-        for part, res in zip(rows, results):
+        for part, res in zip(rows, results, strict=True):
             out[part] = res["momenta"]
         self.last_stats = _Stats(
             events=n,
