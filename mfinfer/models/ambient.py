@@ -10,7 +10,7 @@ from torch import Tensor
 
 from mfinfer.errors import InputError
 from mfinfer.models.base import Flow, standard_normal_log_prob
-from mfinfer.models.transforms import Standardize, flow_transform
+from mfinfer.models.transforms import Standardize, check_arch, flow_transform
 
 __all__ = ["AmbientFlow"]
 
@@ -38,6 +38,7 @@ class AmbientFlow(Flow):
 
     def __init__(self, data_dim: int, *, param_dim: int = 0, num_layers: int = 5, **arch: Any) -> None:
         super().__init__()
+        check_arch("AmbientFlow", arch, ("param_dim", "num_layers"))
         self.data_dim, self.param_dim = data_dim, param_dim
         self.config = {"data_dim": data_dim, "param_dim": param_dim, "num_layers": num_layers, **arch}
         self.standardize = Standardize(data_dim)

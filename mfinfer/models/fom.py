@@ -8,6 +8,7 @@ from torch import Tensor
 
 from mfinfer.errors import InputError
 from mfinfer.models.manifold import InjectiveFlow
+from mfinfer.models.transforms import check_arch
 
 __all__ = ["Chart", "FOMFlow"]
 
@@ -44,6 +45,7 @@ class FOMFlow(InjectiveFlow):
 
     def __init__(self, chart: Chart, *, param_dim: int = 0, inner_layers: int = 5, **arch: Any) -> None:
         super().__init__()
+        check_arch("FOMFlow", arch, ("param_dim", "inner_layers"))
         if not isinstance(chart, Chart):
             raise InputError(f"chart: expected an object with chart(), embed(), data_dim and "
                              f"manifold_dim (e.g. mfinfer.get_simulator('circle')), got "

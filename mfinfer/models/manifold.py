@@ -18,7 +18,7 @@ from mfinfer._validation import as_model_input
 from mfinfer.errors import InputError
 from mfinfer.models.base import Flow, standard_normal_log_prob
 from mfinfer.models.jacobian import jacobian, log_det_jtj
-from mfinfer.models.transforms import Standardize, flow_transform
+from mfinfer.models.transforms import Standardize, check_arch, flow_transform
 
 __all__ = ["InjectiveFlow", "ManifoldFlow"]
 
@@ -182,6 +182,8 @@ class ManifoldFlow(InjectiveFlow):
         **arch: Any,
     ) -> None:
         super().__init__()
+        check_arch("ManifoldFlow", arch, ("param_dim", "encoder", "conditional_manifold", "outer_layers",
+                                          "inner_layers", "pie_epsilon"))
         if not 0 < manifold_dim < data_dim:
             raise InputError(f"manifold_dim: expected 0 < d < D = {data_dim}, got {manifold_dim}")
         self.data_dim, self.manifold_dim, self.param_dim = data_dim, manifold_dim, param_dim

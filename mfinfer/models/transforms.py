@@ -6,13 +6,20 @@ Every transform follows nflows' contract: ``forward(x, context) -> (z, log|det â
 
 from __future__ import annotations
 
+import difflib
+
 import torch
 from nflows import transforms as nt
 from nflows.nn.nets import ResidualNet
 from nflows.utils.torchutils import create_alternating_binary_mask
 from torch import Tensor
 
-__all__ = ["LULinear", "Standardize", "flow_transform"]
+from mfinfer.errors import InputError
+
+__all__ = ["ARCH_OPTIONS", "LULinear", "Standardize", "check_arch", "flow_transform"]
+
+#: The architecture options every model passes on to ``flow_transform``.
+ARCH_OPTIONS = ("hidden_features", "num_blocks", "num_bins", "tail_bound", "linear")
 
 
 class LULinear(nt.LULinear):
@@ -61,6 +68,16 @@ class Standardize(nt.Transform):
     def inverse(self, inputs: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         ladj = torch.log(self.scale).sum() * inputs.new_ones(inputs.shape[0])
         return inputs * self.scale + self.shift, ladj
+
+
+def check_arch(owner: str, arch: dict, other: tuple[str, ...] = ()) -> None:
+    """Refuse unknown model options with an error that names the model and its options."""
+    unknown = [k for k in arch if k not in ARCH_OPTIONS]
+    if unknown:
+        allowed = sorted((*other, *ARCH_OPTIONS))
+        near = difflib.get_close_matches(unknown[0], allowed, n=2, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(near)}?)" if near else ""
+        raise InputError(f"{owner}: unknown option {unknown[0]!r}{hint}; its options are {allowed}")
 
 
 def flow_transform(
