@@ -1,11 +1,11 @@
-# The two set-up commands of the README: `make demo` (main job) and `make test` (tests).
+# The two set-up commands of the README: `make demo` (main job) and `make test` (lint, types, tests).
 # Each creates .venv if missing, installs torch==2.13.0 first (CPU wheel), then the package.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test lint test-slow bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -18,7 +18,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/mfinfer run analyses/power/demo.yaml
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)

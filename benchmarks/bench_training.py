@@ -28,10 +28,14 @@ from mfinfer.training.phases import PHASES
 def steps_per_second(loss_fn, params, x, steps: int) -> float:
     opt = torch.optim.AdamW(params, lr=1e-4)
     for _ in range(3):  # warm-up
-        opt.zero_grad(); loss_fn(x).backward(); opt.step()  # noqa: E702
+        opt.zero_grad()
+        loss_fn(x).backward()
+        opt.step()
     t0 = time.perf_counter()
     for _ in range(steps):
-        opt.zero_grad(); loss_fn(x).backward(); opt.step()  # noqa: E702
+        opt.zero_grad()
+        loss_fn(x).backward()
+        opt.step()
     return steps * len(x) / (time.perf_counter() - t0)
 
 
@@ -42,22 +46,25 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     args = parser.parse_args()
     torch.manual_seed(0)
-    print("| (D, d) | layers outer+inner | M phase / AF of the same size | M phase / AF with outer layers only |")
+    print("| (D, d) | layers outer+inner | M phase / AF of the same size "
+          "| M phase / AF with outer layers only |")
     for D, d, outer, inner in [(3, 2, 5, 5), (40, 14, 20, 15)]:
         mflow = ManifoldFlow(D, d, outer_layers=outer, inner_layers=inner).to(args.device)
         x = torch.randn(args.batch, D, device=args.device)
         m_phase = PHASES["M"]
-        ours = steps_per_second(lambda b: m_phase.loss(mflow, b, None, 1000.0), m_phase.parameters(mflow), x,
-                                args.steps)
+        ours = steps_per_second(lambda b, phase=m_phase, model=mflow: phase.loss(model, b, None, 1000.0),
+                                m_phase.parameters(mflow), x, args.steps)
         rates = {}
         for name, layers in (("same_size", outer + inner), ("outer_only", outer)):
             af = Flow(flow_transform(D, layers), StandardNormal([D])).to(args.device)
-            rates[name] = steps_per_second(lambda b: -af.log_prob(b).mean(), list(af.parameters()), x, args.steps)
+            rates[name] = steps_per_second(lambda b, af=af: -af.log_prob(b).mean(), list(af.parameters()), x,
+                                           args.steps)
         row = {"D": D, "d": d, "outer": outer, "inner": inner, "mflow_M_events_per_s": ours,
                **{f"af_{k}_events_per_s": v for k, v in rates.items()},
                "ratio_same_size": ours / rates["same_size"], "ratio_outer_only": ours / rates["outer_only"]}
         print(json.dumps(row))
-        print(f"| ({D}, {d}) | {outer}+{inner} | {row['ratio_same_size']:.2f}x | {row['ratio_outer_only']:.2f}x |")
+        print(f"| ({D}, {d}) | {outer}+{inner} | {row['ratio_same_size']:.2f}x "
+              f"| {row['ratio_outer_only']:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -30,9 +30,9 @@ BUDGETS = {"circle": 60.0, "tiny": 120.0, "higgs4l": 60.0}
 
 def circle() -> float:
     """Seconds to train the M-flow of test_mflow_learns_the_circle (30 epochs on 4000 events)."""
+    from mfinfer import get_simulator
     from mfinfer.models import ManifoldFlow
     from mfinfer.training import TrainConfig, train
-    from mfinfer import get_simulator
 
     start = time.perf_counter()
     _, x = get_simulator("circle").simulate(4000, rng=0)

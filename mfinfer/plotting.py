@@ -74,13 +74,13 @@ def corner_plot(
         if truth is not None:
             lo, hi = np.minimum(lo, truth), np.maximum(hi, truth)
         pad = 0.05 * np.where(hi > lo, hi - lo, 1.0)
-        ranges = list(zip((lo - pad).tolist(), (hi + pad).tolist()))
+        ranges = list(zip((lo - pad).tolist(), (hi + pad).tolist(), strict=False))
     colors = list(colors) if colors is not None else [f"C{i % 10}" for i in range(len(sets))]
     if len(colors) < len(sets):
         raise ValueError(f"colors: need {len(sets)} colours, got {len(colors)}")
 
     fig = None
-    for (name, samples), color in zip(sets.items(), colors):
+    for (_name, samples), color in zip(sets.items(), colors, strict=False):
         fig = corner.corner(
             samples,
             fig=fig,
@@ -95,6 +95,7 @@ def corner_plot(
             levels=(0.393, 0.865),  # 1 and 2 sigma of a 2-D Gaussian
             hist_kwargs={"density": True, "color": color},
         )
+    assert fig is not None  # sets is non-empty (checked above)
     for i in range(p):  # corner scales each diagonal to the first set; fit the tallest instead
         ax = fig.axes[i * (p + 1)]
         ax.relim()
@@ -106,7 +107,7 @@ def corner_plot(
         else:
             corner.overplot_lines(fig, truth, color="k", linestyle="--", linewidth=1)
             corner.overplot_points(fig, truth[None, :], marker="s", color="k", markersize=4)
-    handles = [Line2D([], [], color=c, label=k) for k, c in zip(sets, colors)]
+    handles = [Line2D([], [], color=c, label=k) for k, c in zip(sets, colors, strict=False)]
     if truth is not None:
         handles.append(Line2D([], [], color="k", linestyle="--", label="true θ*"))
     if p == 1:

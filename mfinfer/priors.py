@@ -14,7 +14,7 @@ import numpy as np
 from mfinfer._validation import as_matrix
 from mfinfer.errors import InputError
 
-__all__ = ["Prior", "BoxUniform", "Gaussian", "prior_from_config"]
+__all__ = ["BoxUniform", "Gaussian", "Prior", "prior_from_config"]
 
 
 def _as_2d(theta: np.ndarray, dim: int) -> np.ndarray:

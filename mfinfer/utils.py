@@ -12,8 +12,16 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["atomic_write", "atomic_write_json", "atomic_torch_save", "json_default", "read_json",
-           "seed_everything", "resolve_device", "progress_bar"]
+__all__ = [
+    "atomic_torch_save",
+    "atomic_write",
+    "atomic_write_json",
+    "json_default",
+    "progress_bar",
+    "read_json",
+    "resolve_device",
+    "seed_everything",
+]
 
 
 def atomic_write(path: str | Path, write: Any, mode: str = "wb") -> Path:
@@ -38,7 +46,9 @@ def atomic_write(path: str | Path, write: Any, mode: str = "wb") -> Path:
 
 def atomic_write_json(obj: Any, path: str | Path) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
-    return atomic_write(path, lambda f: json.dump(obj, f, indent=2, sort_keys=True, default=json_default), "w")
+    return atomic_write(
+        path, lambda f: json.dump(obj, f, indent=2, sort_keys=True, default=json_default), "w"
+    )
 
 
 def json_default(obj: Any) -> Any:

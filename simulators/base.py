@@ -24,7 +24,7 @@ import torch
 from mfinfer._validation import as_matrix, broadcast_rows
 from mfinfer.priors import Prior
 
-__all__ = ["Simulator", "check_x", "check_theta", "check_last_dim", "numpy_or_torch"]
+__all__ = ["Simulator", "check_last_dim", "check_theta", "check_x", "numpy_or_torch"]
 
 
 def check_x(x: Any, data_dim: int, name: str = "x") -> np.ndarray:
@@ -81,11 +81,11 @@ class Simulator(ABC):
         """Distance of each event to the true manifold, (n, D) -> (n,)."""
         raise NotImplementedError(f"{type(self).__name__} does not know its manifold")
 
-    def chart(self, x):  # noqa: ANN001, ANN201 - numpy or torch
+    def chart(self, x):
         """Manifold coordinates z of points x on the manifold, (n, D) -> (n, d)."""
         raise NotImplementedError(f"{type(self).__name__} has no chart")
 
-    def embed(self, z):  # noqa: ANN001, ANN201 - numpy or torch
+    def embed(self, z):
         """Point on the manifold for coordinates z, (n, d) -> (n, D)."""
         raise NotImplementedError(f"{type(self).__name__} has no embedding")
 

@@ -186,7 +186,8 @@ class PowerSimulator(Simulator):
         z = check_x(z, self.manifold_dim, "z")
         theta = check_theta(theta, self.prior, len(z))
         out = []
-        for w, mean, std in zip(self.weights, self.means, (self.fixed_width, self.width(theta))):
+        widths = (self.fixed_width, self.width(theta))
+        for w, mean, std in zip(self.weights, self.means, widths, strict=False):
             sq = np.sum((z - np.asarray(mean)) ** 2, axis=1)
             out.append(np.log(w) - 0.5 * sq / std**2 - 2 * np.log(std) - np.log(2 * np.pi))
         return np.logaddexp(*out)

@@ -7,9 +7,9 @@ import sys
 
 import torch
 
+from mfinfer import get_simulator
 from mfinfer.models import ManifoldFlow, save_model
 from mfinfer.training import TrainConfig, train
-from mfinfer import get_simulator
 
 torch.set_num_threads(1)
 run_dir = sys.argv[1]

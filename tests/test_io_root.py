@@ -8,15 +8,17 @@ import pytest
 uproot = pytest.importorskip("uproot")
 ak = pytest.importorskip("awkward")
 
-from mfinfer.io import (
+# Kept after the importorskip calls, so that without uproot/awkward the module is skipped before
+# anything else is imported.
+from mfinfer.io import (  # noqa: E402
     CorruptFileError,
     MissingKeyError,
     read_events,
     read_user_events,
     write_events,
 )
-from simulators.higgs4l import LeptonSelection
-from simulators.higgs4l.kinematics import OBSERVABLE_NAMES, momenta_from_chart, observables
+from simulators.higgs4l import LeptonSelection  # noqa: E402
+from simulators.higgs4l.kinematics import OBSERVABLE_NAMES, momenta_from_chart, observables  # noqa: E402
 
 
 @pytest.fixture
@@ -171,9 +173,9 @@ def test_jagged_without_selection_is_an_error(tmp_path):
 
 def test_missing_file(tmp_path):
     path = tmp_path / "nope.root"
-    with pytest.raises(FileNotFoundError, match="nope.root"):
+    with pytest.raises(FileNotFoundError, match=r"nope.root"):
         read_events(path)
-    with pytest.raises(FileNotFoundError, match="nope.root"):
+    with pytest.raises(FileNotFoundError, match=r"nope.root"):
         read_user_events(path, "Events", ["x"])
 
 
@@ -214,13 +216,13 @@ def test_corrupt_file(sample, tmp_path):
     rng = np.random.default_rng(5)
     garbage = tmp_path / "garbage.root"
     garbage.write_bytes(rng.bytes(5000))
-    with pytest.raises(CorruptFileError, match="garbage.root: truncated or corrupt"):
+    with pytest.raises(CorruptFileError, match=r"garbage.root: truncated or corrupt"):
         read_events(garbage)
     data = bytearray(sample[0].read_bytes())
     data[300:] = rng.bytes(len(data) - 300)  # header intact, everything after scrambled
     scrambled = tmp_path / "scrambled.root"
     scrambled.write_bytes(bytes(data))
-    with pytest.raises(CorruptFileError, match="scrambled.root"):
+    with pytest.raises(CorruptFileError, match=r"scrambled.root"):
         read_events(scrambled)
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from mfinfer.models.jacobian import SingularJacobianError, jacobian, log_det_jtj
 from mfinfer.models import AmbientFlow, FOMFlow, ManifoldFlow, load_model, save_model
+from mfinfer.models.jacobian import SingularJacobianError, jacobian, log_det_jtj
 
 SMALL = dict(hidden_features=16, num_blocks=1)
 
@@ -40,8 +40,10 @@ def test_forward_mode_log_det_matches_autograd(float64, D, d):
 def test_conditional_manifold_log_det(float64):
     flow = ManifoldFlow(4, 2, param_dim=1, conditional_manifold=True, outer_layers=2, inner_layers=1, **SMALL)
     u, theta = torch.randn(5, 2), torch.randn(5, 1)
-    J_ref = torch.stack([torch.autograd.functional.jacobian(lambda v: flow.decode(v[None], t[None])[0], ui)
-                         for ui, t in zip(u, theta)])
+    J_ref = torch.stack([
+        torch.autograd.functional.jacobian(lambda v, t=t: flow.decode(v[None], t[None])[0], ui)
+        for ui, t in zip(u, theta, strict=False)
+    ])
     ref = torch.linalg.slogdet(J_ref.mT @ J_ref).logabsdet
     assert torch.allclose(flow.log_det_jtj(u, theta), ref, atol=1e-8)
 
@@ -74,6 +76,7 @@ def test_random_manifold_flow_is_normalised(float64, D, d, n):
 
 def test_fom_reproduces_circle_density(float64):
     from nflows.transforms import PointwiseAffineTransform
+
     from mfinfer.registry import get_simulator
 
     sim = get_simulator("circle")
@@ -130,7 +133,7 @@ def test_save_load_round_trip(tmp_path):
     save_model(flow, tmp_path / "m")
     again = load_model(tmp_path / "m")
     assert torch.equal(flow.log_prob(x, torch.zeros(1)), again.log_prob(x, torch.zeros(1)))
-    with pytest.raises(FileNotFoundError, match="model.json"):
+    with pytest.raises(FileNotFoundError, match=r"model.json"):
         load_model(tmp_path / "missing")
 
 

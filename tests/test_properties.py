@@ -143,5 +143,6 @@ def test_learning_rate_follows_the_cosine_schedule_per_batch():
         t = (epoch + 1) * n_batches
         expected = cfg.lr / 2 * (1 + math.cos(math.pi * t / total))
         assert record["lr_nll"] == pytest.approx(expected, rel=1e-9, abs=1e-15), (
-            f"epoch {epoch}: lr {record['lr_nll']}, cosine schedule gives {expected} after {t} of {total} steps"
+            f"epoch {epoch}: lr {record['lr_nll']}, cosine schedule gives {expected} "
+            f"after {t} of {total} steps"
         )

@@ -123,7 +123,10 @@ def test_parameter_mapping():
     W = morphing_weights(*ps) / prop[:, None, None]
 
     p3, p4, p5, p6 = ps  # Pythia: fermion, antifermion of Z1, then of Z2
-    dot = lambda a, b: 2 * kin.mdot(a, b)
+
+    def dot(a, b):
+        return 2 * kin.mdot(a, b)
+
     p35, p36, p45, p46, p34, p56 = (
         dot(p3, p5),
         dot(p3, p6),

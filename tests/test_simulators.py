@@ -39,8 +39,8 @@ def autograd_log_volume(embed, z: np.ndarray) -> np.ndarray:
 
 def midpoint_grid(bounds: list[tuple[float, float]], sizes: list[int]) -> tuple[np.ndarray, float]:
     """Cell midpoints of a box, (prod(sizes), d), and the cell volume."""
-    axes = [lo + (hi - lo) * (np.arange(k) + 0.5) / k for (lo, hi), k in zip(bounds, sizes)]
-    cell = float(np.prod([(hi - lo) / k for (lo, hi), k in zip(bounds, sizes)]))
+    axes = [lo + (hi - lo) * (np.arange(k) + 0.5) / k for (lo, hi), k in zip(bounds, sizes, strict=False)]
+    cell = float(np.prod([(hi - lo) / k for (lo, hi), k in zip(bounds, sizes, strict=False)]))
     return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(bounds)), cell
 
 
@@ -103,7 +103,7 @@ def test_circle_with_radial_noise_integrates_to_one_on_cartesian_grid():
 
 def test_sphere_with_radial_noise_integrates_to_one():
     sim = SphericalGaussian(n=2, epsilon=0.1)
-    z, cell = midpoint_grid([(0.5, 1.5)] + sphere_bounds(2), [40, 100, 200])
+    z, cell = midpoint_grid([(0.5, 1.5), *sphere_bounds(2)], [40, 100, 200])
     r, angles = z[:, 0], z[:, 1:]
     x = r[:, None] * sim.embed(angles)
     log_dx = 2 * np.log(r) + autograd_log_volume(sim.embed, angles)  # dx = r² dr dA

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from mfinfer import get_simulator
 from mfinfer.models import AmbientFlow, ManifoldFlow, load_model
 from mfinfer.training import NonFiniteLossError, TrainConfig, train
 from mfinfer.training.phases import segments
-from mfinfer import get_simulator
 
 SMALL = dict(hidden_features=16, num_blocks=1)
 JOB = Path(__file__).with_name("resume_job.py")

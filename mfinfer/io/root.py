@@ -392,7 +392,7 @@ def read_user_events(
     with _open(path) as f:
         t = _get_tree(f, path, tree)
         if selection is None:
-            exprs = _expressions(branches)
+            exprs = _expressions(branches or [])  # branches is non-empty here (checked above)
             arrays = _read_arrays(t, path, tree, exprs)
             cols = []
             for name in exprs:

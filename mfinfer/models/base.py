@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from mfinfer._validation import as_model_input, broadcast_rows, check_count
 from mfinfer.errors import InputError
+
+if TYPE_CHECKING:
+    from mfinfer.training.phases import Schedule
 
 __all__ = ["Flow", "standard_normal_log_prob"]
 
@@ -48,9 +51,24 @@ class Flow(nn.Module):
     param_dim: int
     config: dict
     #: the training schedule used when none is given (see ``mfinfer.training.SCHEDULES``).
-    default_schedule: ClassVar[str] = "nll"
+    default_schedule: ClassVar[Schedule] = "nll"
     #: whether the model has encode/decode/project (an injective flow).
     has_manifold: ClassVar[bool] = False
+
+    if TYPE_CHECKING:
+        # The protocol methods, declared for the type checker only (no runtime attributes, so a
+        # model without a manifold still has no ``encode``). Every model defines ``log_prob`` and
+        # ``sample``; the rest exist where ``has_manifold`` is True (see ``InjectiveFlow``).
+        def log_prob(
+            self, x: Any, theta: Any = None, mode: Literal["manifold", "pie"] = "manifold"
+        ) -> Tensor: ...
+        def sample(self, n: int, theta: Any = None, generator: torch.Generator | None = None) -> Tensor: ...
+        def encode(self, x: Any, theta: Any = None) -> Tensor: ...
+        def decode(self, u: Any, theta: Any = None) -> Tensor: ...
+        def project(self, x: Any, theta: Any = None) -> Tensor: ...
+        def inner_log_prob(self, u: Any, theta: Any = None) -> Tensor: ...
+        def log_det_jtj(self, u: Any, theta: Any = None) -> Tensor: ...
+        def reconstruction_loss(self, x: Tensor, theta: Tensor | None) -> Tensor: ...
 
     # ------------------------------------------------------------------ capabilities
     @property
@@ -91,7 +109,7 @@ class Flow(nn.Module):
     def _ref(self) -> Tensor:
         """A tensor whose dtype and device the model's inputs must follow (a parameter, or a
         buffer for a model without parameters, e.g. a FOM flow with a fixed inner map)."""
-        ref = next(self.parameters(), None)
+        ref: Tensor | None = next(self.parameters(), None)
         if ref is None:
             ref = next(self.buffers(), torch.empty(0))
         return ref

@@ -9,13 +9,14 @@ one reverse pass per output element, event and layer (see ``benchmarks/bench_jac
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import Tensor
 
 from mfinfer.errors import SingularJacobianError
 
-__all__ = ["jacobian", "log_det_jtj", "SingularJacobianError"]
+__all__ = ["SingularJacobianError", "jacobian", "log_det_jtj"]
 
 
 def jacobian(fn: Callable[[Tensor], Tensor], u: Tensor) -> tuple[Tensor, Tensor]:
@@ -34,7 +35,8 @@ def jacobian(fn: Callable[[Tensor], Tensor], u: Tensor) -> tuple[Tensor, Tensor]
     n, d = u.shape
     u_rep = u.repeat_interleave(d, dim=0)
     tangents = torch.eye(d, dtype=u.dtype, device=u.device).repeat(n, 1)
-    x_rep, jv = torch.func.jvp(fn, (u_rep,), (tangents,))
+    # without has_aux, jvp returns (outputs, jvp_out); its annotation also allows the has_aux triple
+    x_rep, jv = cast(tuple[Tensor, Tensor], torch.func.jvp(fn, (u_rep,), (tangents,)))
     return x_rep[::d], jv.reshape(n, d, -1).transpose(1, 2)
 
 

@@ -8,7 +8,7 @@ conditional flow h: u -> z on R^d with base N(0, I). Its manifold density at the
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from nflows.nn.nets import ResidualNet
@@ -19,6 +19,9 @@ from mfinfer.errors import InputError
 from mfinfer.models.base import Flow, standard_normal_log_prob
 from mfinfer.models.jacobian import jacobian, log_det_jtj
 from mfinfer.models.transforms import Standardize, check_arch, flow_transform
+
+if TYPE_CHECKING:
+    from mfinfer.training.phases import Schedule
 
 __all__ = ["InjectiveFlow", "ManifoldFlow"]
 
@@ -33,7 +36,7 @@ class InjectiveFlow(Flow):
     """
 
     has_manifold = True
-    default_schedule = "sequential"
+    default_schedule: ClassVar[Schedule] = "sequential"
     manifold_dim: int
     conditional_manifold: bool = False
 
@@ -230,5 +233,7 @@ class ManifoldFlow(InjectiveFlow):
         h, ladj_f = self.outer(xs, context=theta if self.conditional_manifold else None)
         u, v = h[:, : self.manifold_dim], h[:, self.manifold_dim :]
         eps = self.pie_epsilon
-        log_v = standard_normal_log_prob(v / eps) - v.shape[1] * torch.log(torch.as_tensor(eps, dtype=x.dtype))
+        log_v = standard_normal_log_prob(v / eps) - v.shape[1] * torch.log(
+            torch.as_tensor(eps, dtype=x.dtype)
+        )
         return self.inner_log_prob(u, theta) + log_v + ladj_f + ladj_s

@@ -53,7 +53,9 @@ def load_model(directory: str | Path, map_location: str | torch.device = "cpu", 
     directory = Path(directory)
     for name in ("model.json", "weights.pt"):
         if not (directory / name).is_file():
-            raise FileNotFoundError(f"{directory / name}: missing; expected a directory written by save_model")
+            raise FileNotFoundError(
+                f"{directory / name}: missing; expected a directory written by save_model"
+            )
     meta = read_json(directory / "model.json")
     model = _model_class(meta["kind"]).from_config(meta["config"], **extra)
     state = torch.load(directory / "weights.pt", map_location=map_location, weights_only=True)

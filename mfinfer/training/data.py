@@ -42,8 +42,8 @@ def check_training_data(
             raise InputError(f"theta: the model is conditional, expected shape ({len(x)}, {param_dim})")
         if param_dim == 1 and np.ndim(theta) == 1:  # a flat (n,) column of a 1-d θ
             theta = np.asarray(theta)[:, None]
-        theta = as_matrix(theta, param_dim, "theta", finite=False, allow_row=False, min_rows=0)
-        if len(theta) != len(x):
+        theta = as_matrix(theta, None, "theta", finite=False, allow_row=False, min_rows=0)
+        if theta.shape != (len(x), param_dim):
             raise InputError(f"theta: expected shape ({len(x)}, {param_dim}) to match x, got {theta.shape}")
     bad = np.union1d(nonfinite_rows(x), nonfinite_rows(theta) if theta is not None else [])
     if bad.size:
@@ -66,5 +66,5 @@ def split(n: int, validation_fraction: float, seed: int) -> tuple[Tensor, Tensor
     if not 0 <= validation_fraction < 1:
         raise InputError(f"validation_fraction: expected in [0, 1), got {validation_fraction}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_val = int(round(validation_fraction * n))
+    n_val = round(validation_fraction * n)
     return perm[n_val:], perm[:n_val]

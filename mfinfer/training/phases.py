@@ -86,7 +86,8 @@ def segments(schedule: Schedule, epochs: int) -> list[tuple[tuple[str, ...], int
     if schedule == "sequential":
         m = max(1, epochs // 2)
         return [(("M",), m), (("D",), max(1, epochs - m))]
-    table = {"nll": ("nll",), "pie": ("pie",), "alternating": ("M", "D"), "simultaneous": ("S",), "fom": ("D",)}
+    table = {"nll": ("nll",), "pie": ("pie",), "alternating": ("M", "D"), "simultaneous": ("S",),
+             "fom": ("D",)}
     if schedule not in table:
         raise ConfigError(f"schedule: must be one of {SCHEDULES}, got {schedule!r}")
     return [(table[schedule], epochs)]

@@ -13,18 +13,19 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from mfinfer.errors import NonFiniteLossError
-from mfinfer.training.data import check_training_data, split
 from mfinfer.models import Flow
+from mfinfer.training.data import check_training_data, split
 from mfinfer.training.phases import PHASES, SCHEDULES, Schedule, segments
 from mfinfer.utils import atomic_torch_save, atomic_write_json, progress_bar, read_json, resolve_device
 
-__all__ = ["TrainConfig", "train", "NonFiniteLossError"]
+__all__ = ["NonFiniteLossError", "TrainConfig", "train"]
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,9 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[Tensor]:
     return list(torch.randperm(n, generator=g).split(batch_size))
 
 
-def _evaluate(model: Flow, loss, x: Tensor, theta: Tensor | None, batch_size: int, mse_weight: float) -> float:
+def _evaluate(
+    model: Flow, loss, x: Tensor, theta: Tensor | None, batch_size: int, mse_weight: float
+) -> float:
     if len(x) == 0:
         return float("nan")
     total = 0.0
@@ -125,8 +128,8 @@ def train(
     ckpt_path = run_dir / "checkpoint.pt" if run_dir else None
     cfg_record = {**dataclasses.asdict(cfg), "schedule": schedule, "n_train": len(x)}
 
-    state = {"segment": 0, "epoch": 0, "history": []}
-    if resume and ckpt_path is not None and ckpt_path.exists():
+    state: dict[str, Any] = {"segment": 0, "epoch": 0, "history": []}
+    if resume and run_dir is not None and ckpt_path is not None and ckpt_path.exists():
         saved_cfg = read_json(run_dir / "train_config.json")
         changed = [k for k in ("schedule", "epochs", "batch_size", "lr", "seed", "n_train")
                    if saved_cfg.get(k) != cfg_record[k]]
@@ -148,7 +151,9 @@ def _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_pat
     params = {p: PHASES[p].parameters(model) for p in phases}
     opts = {p: torch.optim.AdamW(params[p], lr=cfg.lr, weight_decay=cfg.weight_decay) for p in phases}
     n_batches = math.ceil(len(train_idx) / cfg.batch_size)
-    scheds = {p: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=n_epochs * n_batches) for p, o in opts.items()}
+    scheds = {
+        p: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=n_epochs * n_batches) for p, o in opts.items()
+    }
     best = {"val": math.inf, "weights": copy.deepcopy(model.state_dict()), "bad": 0}
     if state["epoch"] > 0:  # resuming mid-segment
         for p in phases:
@@ -164,7 +169,8 @@ def _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_pat
         record = {"segment": seg, "phases": "+".join(phases), "epoch": global_epoch + epoch}
         for p in phases:
             run_loss = 0.0
-            for b, batch in enumerate(_batches(len(train_idx), cfg.batch_size, cfg.seed, global_epoch + epoch)):
+            batches = _batches(len(train_idx), cfg.batch_size, cfg.seed, global_epoch + epoch)
+            for b, batch in enumerate(batches):
                 idx = train_idx[batch]
                 loss = PHASES[p].loss(model, x[idx], None if theta is None else theta[idx], cfg.mse_weight)
                 if not torch.isfinite(loss):
