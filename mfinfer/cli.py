@@ -44,18 +44,18 @@ def cmd_run(args: argparse.Namespace) -> None:
                       scheduler=args.scheduler)
     print(format_summary(summary, cfg))
     base = Path(cfg.output_dir) / cfg.name
-    print(f"\nrun directory: {base}  (summary.json, seed_*/metrics.json, seed_*/plots/corner_point_*.png)")
+    print(f"\nrun directory: {base}  (summary.json, seed_*/metrics.json, seed_*/timings.json, "
+          "seed_*/plots/corner_point_*.png)")
 
 
 def format_summary(summary: dict, cfg: RunConfig) -> str:
-    """A Markdown table of the medians over seeds."""
-    cols = ["manifold_distance", "reconstruction_error", "test_log_likelihood", "mmd2", "c2st", "log_p_true"]
-    lines = [f"Medians over seeds {list(cfg.seeds)} ({cfg.observed.n_events} observed events per point)",
-             "| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for name, vals in summary.items():
-        cells = [f"{vals[c]:.4f}" if c in vals else "–" for c in cols]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """A Markdown table of the medians over seeds: the summary metrics of the registry, with
+    log-densities on the manifold and in R^D in separate columns (per model, from its kind)."""
+    from mfinfer.evaluation.report import base_measures, summary_table
+
+    head = (f"Medians over seeds {list(cfg.seeds)} ({cfg.observed.n_events} observed events per "
+            "point)")
+    return head + "\n" + summary_table(summary, base_measures(cfg.models))
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
@@ -110,15 +110,15 @@ def _read_events(args: argparse.Namespace, data_dim: int) -> np.ndarray:
     return read_events(path, tree=args.tree)[0]
 
 
-def _event_selection(args: argparse.Namespace):  # noqa: ANN202 - the simulator's selection object
+def _event_selection(args: argparse.Namespace):  # returns the simulator's selection object
     """The simulator's own selection of events from jagged collections (``--leptons``)."""
     from mfinfer.registry import get_simulator
 
     cfg = _config(args)
     sim = get_simulator(cfg.simulator["name"], **cfg.simulator.get("options", {}))
     if not hasattr(sim, "event_selection"):
-        raise ValueError(f"--leptons: simulator {cfg.simulator['name']!r} defines no event_selection(); "
-                         "read flat branches with --branches instead")
+        raise ValueError(f"--leptons: simulator {cfg.simulator['name']!r} defines no "
+                         "event_selection(); read flat branches with --branches instead")
     return sim.event_selection()
 
 
@@ -134,13 +134,14 @@ def cmd_infer(args: argparse.Namespace) -> None:
 
             for m in cfg.models:
                 post = Posterior.load(run.posterior_path(tag, m.name))
-                print(f"{m.name}: mean {np.round(post.mean, 4).tolist()} std {np.round(post.std, 4).tolist()}")
+                print(f"{m.name}: mean {np.round(post.mean, 4).tolist()} "
+                      f"std {np.round(post.std, 4).tolist()}")
         else:
             run.infer()
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from mfinfer.pipeline import summarize
+    from mfinfer.evaluation.report import summarize
 
     cfg = _config(args)
     results = [_run(cfg, s, args).evaluate() for s in cfg.seeds]
@@ -163,11 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--stages", nargs="+", default=["simulate", "train", "infer", "evaluate"],
                    choices=["simulate", "train", "infer", "evaluate"])
-    p.add_argument("--workers", type=int, default=1, help="run seeds in parallel dask worker processes")
+    p.add_argument("--workers", type=int, default=1,
+                   help="run seeds in parallel dask worker processes")
     p.add_argument("--scheduler", help="address of an existing dask scheduler")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("simulate", help="simulate training and observed data, or --out a sample file")
+    p = sub.add_parser("simulate",
+                       help="simulate training and observed data, or --out a sample file")
     common(p)
     p.add_argument("--out", help="write N events to this .root (TTree) or .npz file instead")
     p.add_argument("--n", type=int, default=1000, help="number of events for --out")

@@ -18,18 +18,20 @@ from mfinfer.errors import ConfigError
 from mfinfer.models import MODELS
 from mfinfer.training import SCHEDULES, TrainConfig
 
-__all__ = ["ConfigError", "RunConfig", "ModelConfig", "ObservedConfig", "MCMCConfig", "load_config"]
+__all__ = ["ConfigError", "MCMCConfig", "ModelConfig", "ObservedConfig", "RunConfig", "load_config"]
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
-    """Instantiate a dataclass from a mapping, naming unknown fields with the nearest allowed ones."""
+    """Instantiate a dataclass from a mapping, naming unknown fields with the nearest allowed
+    ones."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     allowed = [f.name for f in dataclasses.fields(cls)]
     for key in data:
         if key not in allowed:
             near = difflib.get_close_matches(key, allowed, n=3, cutoff=0.0)
-            raise ConfigError(f"{where}.{key}: unknown field; allowed: {near + [a for a in allowed if a not in near]}")
+            rest = [a for a in allowed if a not in near]
+            raise ConfigError(f"{where}.{key}: unknown field; allowed: {near + rest}")
     try:
         return cls(**data)
     except TypeError as err:
@@ -43,7 +45,8 @@ def _choice(value: Any, allowed: tuple, where: str) -> None:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """One model to train: a name, the class (``kind``), constructor options and training settings."""
+    """One model to train: a name, the class (``kind``), constructor options and training
+    settings."""
 
     name: str
     kind: str
@@ -57,8 +60,9 @@ class ModelConfig:
         try:
             self.train_config(0, "cpu")
         except (TypeError, ValueError) as err:
-            raise ConfigError(f"models[{self.name}].train: {err}; allowed fields: "
-                              f"{[f.name for f in dataclasses.fields(TrainConfig)]}, schedules {SCHEDULES}") from None
+            fields = [f.name for f in dataclasses.fields(TrainConfig)]
+            raise ConfigError(f"models[{self.name}].train: {err}; allowed fields: {fields}, "
+                              f"schedules {SCHEDULES}") from None
 
     def train_config(self, seed: int, device: str, progress: bool = True) -> TrainConfig:
         return TrainConfig(**{"progress": progress, **self.train, "seed": seed, "device": device})
@@ -93,14 +97,16 @@ class RunConfig:
 
     Attributes:
         name: the run directory is ``output_dir/name/seed_<seed>``.
-        simulator: ``{"name": ..., "options": {...}}`` (a simulator registered under the ``mfinfer.simulators`` entry points).
+        simulator: ``{"name": ..., "options": {...}}`` (a simulator registered under the
+            ``mfinfer.simulators`` entry points).
         n_train: number of training simulations, θ ~ prior.
         models: models to train and compare.
         observed: true points and number of observed events.
         mcmc: posterior sampling.
         seeds: one run per seed; medians are taken over them.
         truth: also sample the true posterior (needs the simulator's exact likelihood).
-        metrics: ``{"kde_bandwidth": 0.15, "c2st": true, "n_model_samples": 2000}``.
+        metrics: options of the metrics (``mfinfer.evaluation.registry.option_defaults()``:
+            ``{"c2st": true, "kde_bandwidth": 0.15, "n_model_samples": 2000}``).
         device: ``auto``, ``cpu`` or ``cuda``.
         threads: torch CPU threads per run.
         output_dir: where run directories go.
@@ -120,6 +126,7 @@ class RunConfig:
     output_dir: str = "runs"
 
     def __post_init__(self) -> None:
+        from mfinfer.evaluation.registry import resolve_options
         from mfinfer.registry import available_simulators
 
         if self.n_train < 2:
@@ -128,15 +135,13 @@ class RunConfig:
         names = [m.name for m in self.models]
         if len(set(names)) != len(names) or "truth" in names:
             raise ConfigError(f"models: names must be unique and not 'truth', got {names}")
-        unknown = set(self.metrics) - {"kde_bandwidth", "c2st", "n_model_samples"}
-        if unknown:
-            raise ConfigError(f"metrics: unknown fields {sorted(unknown)}; allowed: kde_bandwidth, c2st, "
-                              "n_model_samples")
+        resolve_options(self.metrics)  # ConfigError naming an unknown option and the allowed ones
 
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:
         data = dict(data)
-        data["models"] = [_build(ModelConfig, m, f"models[{i}]") for i, m in enumerate(data.get("models", []))]
+        data["models"] = [_build(ModelConfig, m, f"models[{i}]")
+                          for i, m in enumerate(data.get("models", []))]
         data["observed"] = _build(ObservedConfig, data.get("observed", {}), "observed")
         data["mcmc"] = _build(MCMCConfig, data.get("mcmc", {}), "mcmc")
         return _build(cls, data, "config")

@@ -15,7 +15,8 @@ CONFIGS = sorted(ROOT.glob("analyses/*/config.yaml"))
 
 
 def _power_run_module():
-    spec = importlib.util.spec_from_file_location("power_run", ROOT / "analyses" / "power" / "run.py")
+    path = ROOT / "analyses" / "power" / "run.py"
+    spec = importlib.util.spec_from_file_location("power_run", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -27,7 +28,8 @@ def _metrics(seed, af_mmd, mflow_mmd, af_dist, mflow_rec):
         return {"theta_true": [0.0], "models": {
             "truth": {"log_p_true": -0.1},
             "AF": {"mmd2": af_mmd + shift, "c2st": 0.6, "log_p_true": -0.2},
-            "M-flow (M/D sequential)": {"mmd2": mflow_mmd + shift, "c2st": 0.52, "log_p_true": -0.1},
+            "M-flow (M/D sequential)": {"mmd2": mflow_mmd + shift, "c2st": 0.52,
+                                        "log_p_true": -0.1},
         }}
 
     return {"seed": seed,
@@ -39,7 +41,8 @@ def _metrics(seed, af_mmd, mflow_mmd, af_dist, mflow_rec):
 
 def test_power_results_table(tmp_path):
     run = _power_run_module()
-    rows = [(0, 0.10, 0.010, 0.004, 0.02), (1, 0.07, 0.030, 0.006, 0.05), (2, 0.09, 0.015, 0.009, 0.03)]
+    rows = [(0, 0.10, 0.010, 0.004, 0.02), (1, 0.07, 0.030, 0.006, 0.05),
+            (2, 0.09, 0.015, 0.009, 0.03)]
     for seed, *vals in rows:
         (tmp_path / f"seed_{seed}").mkdir()
         (tmp_path / f"seed_{seed}" / "metrics.json").write_text(json.dumps(_metrics(seed, *vals)))
@@ -56,7 +59,8 @@ def test_power_results_table(tmp_path):
     assert "0.0060 (0.0040–0.0090) | 0.005" in af
     assert "0.0900 (0.0700–0.1000) | 0.071" in af
     assert "0.6000 (0.6000–0.6000) | –" in af
-    mflow = next(ln for ln in lines if ln.startswith("| M-flow (M/D sequential) | M-flow M/D sequential |"))
+    mflow = next(ln for ln in lines
+                 if ln.startswith("| M-flow (M/D sequential) | M-flow M/D sequential |"))
     assert "0.0300 (0.0200–0.0500) | 0.013" in mflow
     assert "0.0150 (0.0100–0.0300) | 0.017" in mflow
     assert any(ln.startswith("| (not run) | M-flow S |") for ln in lines)

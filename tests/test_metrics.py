@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import gaussian_kde
 
-from mfinfer.metrics import (
+from mfinfer.evaluation.metrics import (
     bias_and_width,
     c2st,
     log_prob_at_truth,
@@ -62,7 +62,10 @@ def test_mmd2_default_bandwidth_is_reference_median():
 def test_mmd2_matches_brute_force_and_subsamples_deterministically():
     rng = np.random.default_rng(3)
     x, y, h = rng.normal(size=(40, 2)), rng.normal(0.5, 1, size=(30, 2)), 0.7
-    k = lambda a, b: np.exp(-np.sum((a[:, None] - b[None]) ** 2, -1) / (2 * h**2))
+
+    def k(a, b):
+        return np.exp(-np.sum((a[:, None] - b[None]) ** 2, -1) / (2 * h**2))
+
     kxx, kyy = k(x, x), k(y, y)
     brute = (
         (kxx.sum() - np.trace(kxx)) / (40 * 39)
@@ -133,3 +136,16 @@ def test_manifold_distance_and_reconstruction_error():
     assert mean == pytest.approx(2.5)
     with pytest.raises(ValueError, match="equal shapes"):
         reconstruction_error(np.zeros((2, 2)), np.zeros((3, 2)))
+
+
+def test_inputs_are_checked_by_the_shared_validator():
+    x = np.random.default_rng(7).normal(size=(20, 1))
+    bad = x.copy()
+    bad[3] = np.nan
+    with pytest.raises(ValueError, match=r"samples: 1 of 20 row\(s\) contain NaN or inf"):
+        mmd2(bad, x)
+    with pytest.raises(ValueError, match=r"reference: expected at least 2 row\(s\), got 1"):
+        mmd2(x, x[:1])
+    # a 1-d input is n samples of one parameter
+    assert mmd2(x[:, 0], x[::-1, 0] + 0.3) == mmd2(x, x[::-1] + 0.3)
+    assert log_prob_at_truth(x[:, 0], np.zeros(1)) == log_prob_at_truth(x, np.zeros(1))

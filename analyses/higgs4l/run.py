@@ -10,28 +10,33 @@ stages already done are skipped, so an interrupted run resumes). Then ``results.
 to this script from ``<output_dir>/<name>/seed_*/metrics.json``: one table per true point (C2ST,
 MMD², log p̂(θ*) of every model, and the truth's log p̂(θ*)), the per-model manifold metrics, the
 target check (the M-flow's C2ST below the AF's on at least 2 of the 3 points), the stage wall
-times from each seed's ``log.txt`` and the command that produced it. The table logic is in
-:func:`results_table`, which the notebook reuses.
+times from each seed's ``timings.json`` and the command that produced it. Metrics, their titles and
+aggregates come from ``mfinfer.evaluation``. The table logic is in :func:`results_table`, which the
+notebook reuses.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import sys
 import time
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["collect", "main", "results_table", "stage_times", "target_check"]
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mfinfer.evaluation import report  # noqa: E402 - after the repository root is on the path
+from mfinfer.evaluation.registry import Metric, metric, resolve_options, select  # noqa: E402
+from mfinfer.utils import atomic_write_json  # noqa: E402
+
+__all__ = ["collect", "main", "results_table", "stage_times", "target_check"]
+
 DEFAULT_CONFIG = "analyses/higgs4l/config.yaml"
 #: Model names compared by the target (``config.yaml``): the baseline and the M-flow(s).
 BASELINE = "AF"
@@ -40,21 +45,16 @@ MFLOW_PREFIX = "M-flow"
 TARGET_POINTS = 2
 DASH = "–"
 
-# column key in metrics.json -> title
-POSTERIOR_COLS = {"c2st": "C2ST ↓ (0.5 ideal)", "mmd2": "MMD² ↓", "log_p_true": "log p̂(θ*) ↑"}
-MODEL_COLS = {
-    "manifold_distance": "manifold distance of samples [GeV]",
-    "reconstruction_error": "reconstruction error, test events [GeV]",
-    "observed_reconstruction_error": "reconstruction error, observed events [GeV]",
-    "observed_off_manifold": "observed events off the learned manifold",
-}
-
-
-def _seed_of(directory: Path) -> int:
-    try:
-        return int(directory.name.removeprefix("seed_"))
-    except ValueError:
-        return -1
+UNIT = "GeV"  # of the observables: distances are in GeV
+#: the criterion of the target: C2ST against the exact posterior.
+CRITERION = metric("c2st")
+#: per true point: the posterior metrics (vs the truth and vs θ*), from the registry; the target's
+#: criterion first.
+POSTERIOR_COLS: list[Metric] = sorted(
+    select("posterior_vs_truth", "posterior_vs_theta", summary=True),
+    key=lambda mt: mt is not CRITERION)
+#: per model: its manifold metrics on test and observed events (densities are left out).
+MODEL_COLS: list[Metric] = select("model", "model_on_observed", density=False)
 
 
 def collect(run_root: str | Path) -> dict[int, dict]:
@@ -63,22 +63,18 @@ def collect(run_root: str | Path) -> dict[int, dict]:
     Raises:
         FileNotFoundError: when no ``seed_*/metrics.json`` exists.
     """
-    run_root = Path(run_root)
-    files = sorted(run_root.glob("seed_*/metrics.json"), key=lambda p: _seed_of(p.parent))
-    if not files:
-        raise FileNotFoundError(f"{run_root}: no seed_*/metrics.json; run the analysis first "
-                                "(python analyses/higgs4l/run.py)")
-    return {_seed_of(p.parent): json.loads(p.read_text()) for p in files}
+    return report.collect(run_root, command="python analyses/higgs4l/run.py")
 
 
-def _fmt(values: list[float], digits: int = 4) -> str:
-    """One value, or the median (min–max) over seeds."""
+def _fmt(values: list[float], mt: Metric) -> str:
+    """One value, or the aggregate over seeds (median) with the (min–max)."""
+    digits = mt.digits
     vals = [v for v in values if v is not None and np.isfinite(v)]
     if not vals:
         return DASH if not values else "−∞" if all(v == -np.inf for v in values) else DASH
     if len(vals) == 1:
         return f"{vals[0]:.{digits}f}"
-    return f"{np.median(vals):.{digits}f} ({min(vals):.{digits}f}–{max(vals):.{digits}f})"
+    return f"{mt.aggregate_seeds(vals):.{digits}f} ({min(vals):.{digits}f}–{max(vals):.{digits}f})"
 
 
 def _model_names(results: dict[int, dict]) -> list[str]:
@@ -102,64 +98,34 @@ def target_check(results: dict[int, dict]) -> tuple[bool, list[str]]:
     """
     names = [n for n in _model_names(results) if n.startswith((MFLOW_PREFIX, "Me-flow"))]
     n_points = min(len(r["points"]) for r in results.values())
+    key = CRITERION.name
     lines, met = [], False
     for name in names:
         wins, detail = 0, []
         for k in range(n_points):
-            af = [r["points"][k]["models"].get(BASELINE, {}).get("c2st") for r in results.values()]
-            mf = [r["points"][k]["models"].get(name, {}).get("c2st") for r in results.values()]
+            af = [r["points"][k]["models"].get(BASELINE, {}).get(key) for r in results.values()]
+            mf = [r["points"][k]["models"].get(name, {}).get(key) for r in results.values()]
             if None in af or None in mf:
                 detail.append(f"point {k}: no C2ST")
                 continue
-            a, m = float(np.median(af)), float(np.median(mf))
+            a, m = CRITERION.aggregate_seeds(af), CRITERION.aggregate_seeds(mf)
             wins += m < a
             detail.append(f"point {k}: {m:.3f} {'<' if m < a else '≥'} {a:.3f}")
         ok = wins >= TARGET_POINTS
         counted = name.startswith(MFLOW_PREFIX)
         met |= ok and counted
+        note = "" if counted else " (Me-flow: shown, the target is about the M-flow)"
         lines.append(f"- {name}: lower C2ST than the {BASELINE} on {wins} of {n_points} points "
                      f"({'; '.join(detail)}) → {'meets' if ok else 'does not meet'} the target"
-                     + ("" if counted else " (Me-flow: shown, the target is about the M-flow)") + ".")
+                     f"{note}.")
     return met, lines
 
 
-_STAGE_RE = re.compile(r"^(\S+ \S+) INFO (.*)$")
-
-
-def stage_times(log_path: str | Path) -> dict[str, float]:
-    """Seconds per stage from a seed's ``log.txt`` (the pipeline's timestamped messages):
-    ``simulate``, ``train <model>`` (the pipeline's 'trained X in N s'), ``MCMC <posterior>``
-    (summed over the true points) and ``evaluate``. A message's duration runs to the next message;
-    when the log holds several passes (a resumed run), the last pass of each item counts."""
-    path = Path(log_path)
-    if not path.is_file():
-        return {}
-    events = []
-    for line in path.read_text().splitlines():
-        m = _STAGE_RE.match(line)
-        if m:
-            events.append((datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f"), m.group(2)))
-    out: dict[str, float] = {}
-    mcmc: dict[tuple[str, str], float] = {}
-    for i, (t, msg) in enumerate(events):
-        nxt = events[i + 1] if i + 1 < len(events) else None
-        if msg.startswith("simulating") and nxt is not None:
-            out["simulate"] = (nxt[0] - t).total_seconds()
-        elif (m := re.match(r"trained (.*) in (\d+) s", msg)):
-            out[f"train {m.group(1)}"] = float(m.group(2))
-        elif (m := re.match(r"sampling posterior (.*) at point (\S+)", msg)) and nxt is not None:
-            if nxt[1].startswith("sampling posterior"):
-                mcmc[(m.group(1), m.group(2))] = (nxt[0] - t).total_seconds()
-            elif nxt[1].startswith("wrote metrics.json"):
-                # the last posterior's MCMC runs into the evaluate stage, which logs only its end
-                mcmc[(m.group(1), m.group(2))] = float("nan")
-                out["MCMC (last posterior) + evaluate"] = (nxt[0] - t).total_seconds()
-    for name in dict.fromkeys(n for n, _ in mcmc):
-        vals = [v for (n, _), v in mcmc.items() if n == name]
-        known = [v for v in vals if np.isfinite(v)]
-        out[f"MCMC {name}" + (f" ({len(known)} of {len(vals)} points)" if len(known) < len(vals) else "")] = \
-            float(sum(known))
-    return out
+def stage_times(run_dir: str | Path) -> dict[str, float]:
+    """Seconds per stage item of one seed, from the ``timings.json`` the pipeline writes:
+    ``simulate``, ``train <model>``, ``infer <posterior>`` (MCMC, summed over the true points) and
+    ``evaluate`` (see :func:`mfinfer.evaluation.report.stage_seconds`)."""
+    return report.stage_seconds(report.read_timings(run_dir))
 
 
 def _convergence(run_root: Path, seeds: list[int]) -> list[str]:
@@ -184,13 +150,14 @@ def results_table(run_root: str | Path, command: str | None = None, wall: dict |
     seeds = sorted(results)
     first = results[seeds[0]]
     names = _model_names(results)
-    models = [n for n in names if n != "truth"]
+    models = [n for n in names if n != report.TRUTH]
     cfg_text = (run_root / f"seed_{seeds[0]}" / "config.yaml").read_text() \
         if (run_root / f"seed_{seeds[0]}" / "config.yaml").is_file() else ""
     import yaml
 
     cfg = yaml.safe_load(cfg_text) if cfg_text else {}
     n_events = cfg.get("observed", {}).get("n_events", "?")
+    bandwidth = resolve_options(cfg.get("metrics", {}))["kde_bandwidth"]
     lines = [
         "# H → ZZ* → 2e2μ: AF vs M-flow posteriors for (a2, a3)",
         "",
@@ -200,69 +167,69 @@ def results_table(run_root: str | Path, command: str | None = None, wall: dict |
          "likelihood). With several seeds each cell is the median (min–max) over seeds."),
         "",
         ("C2ST: accuracy of a classifier telling model-posterior from true-posterior samples "
-         "(0.5 = indistinguishable). MMD²: kernel distance to the true-posterior samples (bandwidth "
-         "= median distance of the truth's samples). log p̂(θ*): log density of a Gaussian KDE "
-         f"(h = {cfg.get('metrics', {}).get('kde_bandwidth', 0.15)}) of the samples at the true θ."),
+         "(0.5 = indistinguishable). MMD²: kernel distance to the true-posterior samples "
+         "(bandwidth = median distance of the truth's samples). log p̂(θ*): log density of a "
+         "Gaussian KDE "
+         f"(h = {bandwidth}) of the samples at the true θ."),
         "",
     ]
     for k, point in enumerate(first["points"]):
         theta = point["theta_true"]
         lines += [f"## Point {k}: θ* = (a2, a3) = ({theta[0]:g}, {theta[1]:g})", "",
-                  "| posterior | " + " | ".join(POSTERIOR_COLS.values()) + " | mean (a2, a3) | std (a2, a3) |",
+                  "| posterior | " + " | ".join(mt.label() for mt in POSTERIOR_COLS)
+                  + " | mean (a2, a3) | std (a2, a3) |",
                   "|---" * (len(POSTERIOR_COLS) + 3) + "|"]
         for name in names:
             cells = []
-            for key in POSTERIOR_COLS:
-                vals = [r["points"][k]["models"].get(name, {}).get(key) for r in results.values()]
-                cells.append(_fmt([v for v in vals if v is not None]))
+            for mt in POSTERIOR_COLS:
+                vals = [r["points"][k]["models"].get(name, {}).get(mt.name)
+                        for r in results.values()]
+                cells.append(_fmt([v for v in vals if v is not None], mt))
             r0 = first["points"][k]["models"].get(name, {})
             mean = np.asarray(theta) + np.asarray(r0.get("bias", [np.nan, np.nan]))
             std = np.asarray(r0.get("std", [np.nan, np.nan]))
             cells.append(f"({mean[0]:.2f}, {mean[1]:.2f})")
             cells.append(f"({std[0]:.2f}, {std[1]:.2f})")
-            label = "truth (exact likelihood)" if name == "truth" else name
+            label = "truth (exact likelihood)" if name == report.TRUTH else name
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["## Models", "",
               ("Manifold distance: mean distance of 2000 model samples (at θ ~ prior) to the true "
                "11-d manifold (`Higgs4l.distance_to_manifold`, raw units). Reconstruction error: "
                "mean |x − project(x)| of test / observed events (0 for the AF, which has no "
-               "manifold). Off-manifold: observed events with a reconstruction error above the 99th "
-               "percentile of the test events'."), "",
-              "| model | " + " | ".join(MODEL_COLS.values()) + " |", "|---" * (len(MODEL_COLS) + 1) + "|"]
+               "manifold). Off-manifold: observed events with a reconstruction error above the "
+               "99th percentile of the test events'."), "",
+              "| model | " + " | ".join(mt.label(unit=UNIT) for mt in MODEL_COLS) + " |",
+              "|---" * (len(MODEL_COLS) + 1) + "|"]
+    values = report.seed_values(results, MODEL_COLS)  # per seed; observed: mean over the points
     for name in models:
-        cells = []
-        for key in MODEL_COLS:
-            if key.startswith("observed"):
-                vals = [float(np.mean([p["models"][name][key] for p in r["points"]]))
-                        for r in results.values() if key in r["points"][0]["models"].get(name, {})]
-                digits = 1 if key == "observed_off_manifold" else 4
-            else:
-                vals = [r["models"][name][key] for r in results.values() if key in r["models"].get(name, {})]
-                digits = 4
-            cells.append(_fmt(vals, digits))
+        cells = [_fmt(list(values.get(name, {}).get(mt.name, {}).values()), mt)
+                 for mt in MODEL_COLS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     met, check = target_check(results)
     lines += ["## Target", "",
               (f"The M-flow posterior closer to the truth than the AF's (lower C2ST) on at least "
-               f"{TARGET_POINTS} of {len(first['points'])} points: **{'met' if met else 'not met'}**."),
-              ""]
-    lines += check + [""]
-    lines += ["## MCMC convergence", ""] + _convergence(run_root, seeds) + [""]
+               f"{TARGET_POINTS} of {len(first['points'])} points: "
+               f"**{'met' if met else 'not met'}**."),
+              "", *check, ""]
+    lines += ["## MCMC convergence", "", *_convergence(run_root, seeds), ""]
     lines += ["## Budget and reproduction", ""]
     if cfg:
         for m in cfg.get("models", []):
             lines.append(f"- {m['name']}: {m['kind']} {json.dumps(m.get('options', {}))}, "
                          f"train {json.dumps(m.get('train', {}))}")
         mc = cfg.get("mcmc", {})
-        lines.append(f"- MCMC: {json.dumps(mc)}; threads {cfg.get('threads')}, device {cfg.get('device')}")
+        lines.append(f"- MCMC: {json.dumps(mc)}; threads {cfg.get('threads')}, "
+                     f"device {cfg.get('device')}")
     for s in seeds:
-        times = stage_times(run_root / f"seed_{s}" / "log.txt")
+        times = stage_times(run_root / f"seed_{s}")
         if times:
-            lines.append(f"- seed {s} stage wall times: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
+            lines.append(f"- seed {s} stage wall times: "
+                         + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
     if wall:
-        lines.append(f"- total wall time of the last `run.py` call: {wall.get('seconds', float('nan')):.0f} s "
+        seconds = wall.get("seconds", float("nan"))
+        lines.append(f"- total wall time of the last `run.py` call: {seconds:.0f} s "
                      f"({wall.get('note', '')})")
     if command:
         lines += ["", f"Produced by `{command}` (run directory `{run_root}`)."]
@@ -280,7 +247,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
-    sys.path.insert(0, str(ROOT))
     from mfinfer.config import load_config
     from mfinfer.pipeline import run_all
 
@@ -295,9 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - t0
         given = sys.argv[1:] if argv is None else list(argv)
         command = shlex.join(["python", "analyses/higgs4l/run.py", *given])
-        run_root.mkdir(parents=True, exist_ok=True)
-        wall_path.write_text(json.dumps({"seconds": seconds, "command": command,
-                                         "note": "stages already done in the run directory are skipped"}))
+        note = "stages already done in the run directory are skipped"
+        atomic_write_json({"seconds": seconds, "command": command, "note": note}, wall_path)
     wall = json.loads(wall_path.read_text()) if wall_path.is_file() else None
     text = results_table(run_root, command=(wall or {}).get("command"), wall=wall)
     Path(args.out).write_text(text)

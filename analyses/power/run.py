@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     python analyses/power/run.py [--config analyses/power/config.yaml] [--workers 2]
-    python analyses/power/run.py --table-only      # rebuild results.md from existing run directories
+    python analyses/power/run.py --table-only      # rebuild results.md from the run directories
 
 Stages that are already done are skipped (``mfinfer.pipeline.run_all`` resumes), so running the
 script after ``mfinfer run analyses/power/config.yaml`` only rebuilds the summary and the table.
@@ -16,12 +16,14 @@ arXiv:2003.13913, power experiment (numbers from ``/work/shared/reference/mflow-
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from mfinfer.evaluation import report
+from mfinfer.evaluation.registry import metric, select
 
 __all__ = ["METRICS", "PAPER", "PAPER_ROW", "collect", "main", "results_table", "target_check"]
 
@@ -29,13 +31,17 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
 # Paper medians over 5 runs: manifold distance of samples, reconstruction error, posterior MMD².
+# Keys are registry metric names (mfinfer.evaluation.registry).
+_PAPER_KEYS = ("manifold_distance", "reconstruction_error", "mmd2")
 PAPER: dict[str, dict[str, float]] = {
-    "AF": {"manifold_distance": 0.005, "reconstruction_error": 0.000, "mmd2": 0.071},
-    "PIE (unconditional manifold)": {"manifold_distance": 0.006, "reconstruction_error": 1.253, "mmd2": 0.075},
-    "M-flow S": {"manifold_distance": 0.006, "reconstruction_error": 0.011, "mmd2": 0.026},
-    "M-flow M/D alternating": {"manifold_distance": 0.002, "reconstruction_error": 0.003, "mmd2": 0.020},
-    "M-flow M/D sequential": {"manifold_distance": 0.009, "reconstruction_error": 0.013, "mmd2": 0.017},
-    "M_e-flow M/D sequential": {"manifold_distance": 0.002, "reconstruction_error": 0.002, "mmd2": 0.007},
+    row: dict(zip(_PAPER_KEYS, vals, strict=True)) for row, vals in [
+        ("AF", (0.005, 0.000, 0.071)),
+        ("PIE (unconditional manifold)", (0.006, 1.253, 0.075)),
+        ("M-flow S", (0.006, 0.011, 0.026)),
+        ("M-flow M/D alternating", (0.002, 0.003, 0.020)),
+        ("M-flow M/D sequential", (0.009, 0.013, 0.017)),
+        ("M_e-flow M/D sequential", (0.002, 0.002, 0.007)),
+    ]
 }
 
 # Our model name (analyses/power/config.yaml) -> the paper's row (None: the paper has no such row).
@@ -48,15 +54,16 @@ PAPER_ROW: dict[str, str | None] = {
     "Me-flow (M/D alternating)": None,
 }
 
-# metrics.json key -> column title. C2ST is ours only (0.5 = indistinguishable from the truth).
+# The table's metrics (registry name -> column title): the manifold metrics of the models and the
+# posterior metrics against the truth, as in the paper. C2ST is ours only (0.5 = indistinguishable).
 METRICS: dict[str, str] = {
-    "manifold_distance": "manifold distance of samples",
-    "reconstruction_error": "reconstruction error",
-    "mmd2": "posterior MMD²",
-    "c2st": "C2ST",
-}
+    m.name: m.label() for m in select("model", "posterior_vs_truth", density=False, summary=True)}
+if not set(_PAPER_KEYS) <= set(METRICS):
+    raise RuntimeError(f"the paper's columns {_PAPER_KEYS} must be table metrics of the registry, "
+                       f"got {list(METRICS)}")
 
 # The target: an M-flow's median posterior MMD² at most this, and below the AF's in the same run.
+TARGET = metric("mmd2")
 TARGET_MMD2 = 0.02
 MFLOWS = ("M-flow (M/D sequential)", "M-flow (M/D alternating)")
 MEFLOWS = ("Me-flow (M/D sequential)", "Me-flow (M/D alternating)")  # shown, not counted
@@ -68,47 +75,21 @@ DEFAULT_CONFIG = "analyses/power/config.yaml"
 def collect(run_root: str | Path) -> dict[str, dict[str, dict[int, float]]]:
     """Per-seed values of every table metric: ``{model: {metric: {seed: value}}}``.
 
-    Reads ``<run_root>/seed_*/metrics.json``. Posterior metrics (MMD², C2ST) are averaged over the
-    true points within a seed first, as ``mfinfer.pipeline.summarize`` does. The ``truth`` posterior
-    is left out (it has no model metrics).
+    Reads ``<run_root>/seed_*/metrics.json`` (:func:`mfinfer.evaluation.report.collect`); posterior
+    metrics are aggregated over the true points within a seed as the registry says
+    (:func:`mfinfer.evaluation.report.seed_values`). The truth has no table metric, so no row.
 
     Raises:
         FileNotFoundError: when no ``seed_*/metrics.json`` exists under ``run_root``.
     """
-    run_root = Path(run_root)
-    files = sorted(run_root.glob("seed_*/metrics.json"), key=lambda p: _seed_of(p.parent))
-    if not files:
-        raise FileNotFoundError(f"{run_root}: no seed_*/metrics.json; run the experiment first "
-                                "(python analyses/power/run.py)")
-    out: dict[str, dict[str, dict[int, float]]] = {}
-    for path in files:
-        res = json.loads(path.read_text())
-        seed = int(res.get("seed", _seed_of(path.parent)))
-        for name, vals in res.get("models", {}).items():
-            for key in ("manifold_distance", "reconstruction_error"):
-                if key in vals:
-                    out.setdefault(name, {}).setdefault(key, {})[seed] = float(vals[key])
-        points = res.get("points", [])
-        names = points[0]["models"].keys() if points else []
-        for name in names:
-            if name == "truth":
-                continue
-            for key in ("mmd2", "c2st"):
-                vals = [p["models"][name][key] for p in points if key in p["models"].get(name, {})]
-                if vals:
-                    out.setdefault(name, {}).setdefault(key, {})[seed] = float(np.mean(vals))
-    return out
-
-
-def _seed_of(directory: Path) -> int:
-    try:
-        return int(directory.name.removeprefix("seed_"))
-    except ValueError:
-        return -1
+    results = report.collect(run_root, command="python analyses/power/run.py")
+    values = report.seed_values(results, [metric(name) for name in METRICS])
+    return {name: cols for name, cols in values.items() if name != report.TRUTH}
 
 
 def _median(values: dict[int, float]) -> float:
-    return float(np.median(list(values.values())))
+    """The registry's aggregate over seeds (the median) of the target metric."""
+    return TARGET.aggregate_seeds(list(values.values()))
 
 
 def target_check(values: dict[str, dict[str, dict[int, float]]]) -> tuple[bool, list[str]]:
@@ -117,11 +98,11 @@ def target_check(values: dict[str, dict[str, dict[int, float]]]) -> tuple[bool, 
     Returns:
         ``(met, lines)``: the verdict and one explanatory line per M-flow variant.
     """
-    af = values.get("AF", {}).get("mmd2")
+    af = values.get("AF", {}).get(TARGET.name)
     lines, met = [], False
     for name in MFLOWS + MEFLOWS:
         counted = name in MFLOWS
-        mm = values.get(name, {}).get("mmd2")
+        mm = values.get(name, {}).get(TARGET.name)
         if not mm:
             if counted:
                 lines.append(f"- {name}: not in this run.")
@@ -142,10 +123,12 @@ def target_check(values: dict[str, dict[str, dict[int, float]]]) -> tuple[bool, 
         both = ok_abs and ok_af
         if counted:
             met |= both
-            lines.append(text + (" → **meets the target**." if both else " → does not meet the target."))
+            verdict = " → **meets the target**." if both else " → does not meet the target."
+            lines.append(text + verdict)
         else:
-            lines.append(text + f" (for reference; {'would meet' if both else 'would not meet'} the "
-                         "target, which is about the M-flows).")
+            would = "would meet" if both else "would not meet"
+            lines.append(text + f" (for reference; {would} the target, which is about the "
+                         "M-flows).")
     return met, lines
 
 
@@ -155,14 +138,14 @@ def _num(x: float) -> str:
     return "0.0000" if text == "-0.0000" else text
 
 
-def _cell(values: dict[int, float] | None) -> str:
-    """Median with the min–max over seeds, e.g. ``0.0123 (0.0101–0.0150)``."""
+def _cell(key: str, values: dict[int, float] | None) -> str:
+    """The aggregate over seeds (median) with the min–max, e.g. ``0.0123 (0.0101–0.0150)``."""
     if not values:
         return DASH
     v = np.array(list(values.values()))
     if len(v) == 1:
         return _num(v[0])
-    return f"{_num(np.median(v))} ({_num(v.min())}–{_num(v.max())})"
+    return f"{_num(metric(key).aggregate_seeds(v))} ({_num(v.min())}–{_num(v.max())})"
 
 
 def _paper(row: str | None, key: str) -> str:
@@ -200,13 +183,14 @@ def results_table(run_root: str | Path, command: str | None = None) -> str:
              "C2ST (0.5 = indistinguishable from the true posterior) is ours only.")
     lines = [intro, ""]
     head = ["model (ours)", "paper row"]
-    for key, title in METRICS.items():
+    for title in METRICS.values():
         head += [f"{title}: ours", "paper"]
     lines += ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (2 * len(METRICS))]
     for model, row in rows:
         cells = [model or "(not run)", row or DASH]
         for key in METRICS:
-            cells += [_cell(values.get(model, {}).get(key)) if model else DASH, _paper(row, key)]
+            mine = _cell(key, values.get(model, {}).get(key)) if model else DASH
+            cells += [mine, _paper(row, key)]
         lines.append("| " + " | ".join(cells) + " |")
 
     lines += ["", "Per-seed values (seeds " + ", ".join(map(str, seeds)) + "):", ""]
@@ -250,22 +234,25 @@ def main(argv: list[str] | None = None) -> int:
         from mfinfer.pipeline import run_all
 
         run_all(cfg, workers=args.workers, progress=args.workers <= 1)
-    command = f"python analyses/power/run.py --config {shlex.quote(args.config)} --workers {args.workers}"
+    command = (f"python analyses/power/run.py --config {shlex.quote(args.config)} "
+               f"--workers {args.workers}")
     title = (f"# Power experiment: ours vs the paper\n\nConfig: `{args.config}` "
-             f"({cfg.n_train} training events; {len(cfg.seeds)} seed(s) configured: {list(cfg.seeds)}).\n\n")
+             f"({cfg.n_train} training events; {len(cfg.seeds)} seed(s) configured: "
+             f"{list(cfg.seeds)}).\n\n")
     notes = [ln.lstrip("# ").strip() for ln in Path(args.config).read_text().splitlines()
              if ln.startswith("# Differences")]
     if notes:
         title += "".join(f"{n}\n\n" for n in notes)
-    done = sorted(int(p.parent.name.removeprefix("seed_")) for p in run_root.glob("seed_*/metrics.json"))
+    done = sorted(report.seed_of(p.parent) for p in run_root.glob(f"seed_*/{report.METRICS_FILE}"))
     missing = [s for s in cfg.seeds if s not in done]
     if missing:
-        title += (f"**Partial results**: seeds {missing} have not finished; the table below is over "
-                  f"the finished seeds only. Rerun the command below to complete them.\n\n")
+        title += (f"**Partial results**: seeds {missing} have not finished; the table below is "
+                  "over the finished seeds only. Rerun the command below to complete them.\n\n")
     text = title + results_table(run_root, command) + "\n"
     config_opt = "" if args.config == DEFAULT_CONFIG else f" --config {shlex.quote(args.config)}"
-    text += (f"\nEquivalently: `mfinfer run {shlex.quote(args.config)} --workers {args.workers}`, then "
-             f"`python analyses/power/run.py{config_opt} --table-only` to rebuild this file.\n")
+    text += (f"\nEquivalently: `mfinfer run {shlex.quote(args.config)} --workers {args.workers}`, "
+             f"then `python analyses/power/run.py{config_opt} --table-only` to rebuild this "
+             "file.\n")
     Path(args.out).write_text(text)
     print(text)
     print(f"wrote {args.out}", file=sys.stderr)

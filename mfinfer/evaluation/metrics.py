@@ -7,6 +7,9 @@
 - :func:`bias_and_width`: posterior mean minus truth, posterior std, and their ratio.
 - :func:`manifold_distance`, :func:`reconstruction_error`: how close generated or projected
   points are to the true manifold / to the inputs.
+
+Each is registered, with what it needs and how it is aggregated, in
+:mod:`mfinfer.evaluation.registry`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 from scipy.special import logsumexp
+
+from mfinfer._validation import as_matrix
+from mfinfer.errors import InputError
 
 __all__ = [
     "bias_and_width",
@@ -29,16 +35,19 @@ __all__ = [
 _BLOCK = 2048  # rows per kernel block: at most _BLOCK**2 float64 (32 MiB) in memory at once
 
 
-def _as_samples(a: Any, name: str, dim: int | None = None) -> np.ndarray:
-    a = np.asarray(a, dtype=float)
-    if a.ndim == 1:
-        a = a[:, None]
-    if a.ndim != 2 or len(a) < 2:
-        raise ValueError(f"{name}: expected shape (n, p) with n >= 2, got {a.shape}")
+def _column(a: Any) -> Any:
+    """A 1-d sample (n,) of one parameter as a column (n, 1); anything else unchanged."""
+    if np.ndim(a) == 1:
+        return a[:, None] if hasattr(a, "shape") else np.asarray(a)[:, None]
+    return a
+
+
+def _as_samples(a: Any, name: str, dim: int | None = None, *, min_rows: int = 2,
+                finite: bool = True) -> np.ndarray:
+    """Samples as a float64 (n, p) array; a 1-d input is n samples of one parameter."""
+    a = as_matrix(_column(a), None, name, finite=finite, min_rows=min_rows, allow_row=False)
     if dim is not None and a.shape[1] != dim:
-        raise ValueError(f"{name}: expected {dim} columns to match the other sample, got {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name}: contains NaN or inf; drop those rows first")
+        raise InputError(f"{name}: expected {dim} columns to match the other sample, got {a.shape}")
     return a
 
 
@@ -126,7 +135,7 @@ def mmd2(
     if bandwidth is None:
         bandwidth = median_distance(y, seed=seed)
     if not (np.isfinite(bandwidth) and bandwidth > 0):
-        raise ValueError(
+        raise InputError(
             f"bandwidth: expected a finite h > 0, got {bandwidth}; with the default median "
             "heuristic this means the reference samples are (nearly) all identical"
         )
@@ -169,15 +178,15 @@ def c2st(
     from sbi.utils.metrics import c2st as sbi_c2st
 
     if classifier not in ("rf", "mlp"):
-        raise ValueError(f"classifier: must be one of ('rf', 'mlp'), got {classifier!r}")
+        raise InputError(f"classifier: must be one of ('rf', 'mlp'), got {classifier!r}")
     if folds < 2:
-        raise ValueError(f"folds: expected at least 2 cross-validation folds, got {folds}")
+        raise InputError(f"folds: expected at least 2 cross-validation folds, got {folds}")
     x = _as_samples(samples, "samples")
     y = _as_samples(reference, "reference", dim=x.shape[1])
     n = min(len(x), len(y), max_n or max(len(x), len(y)))
     x, y = _subsample(x, n, seed), _subsample(y, n, seed + 1)
     if n < 2 * folds:
-        raise ValueError(
+        raise InputError(
             f"c2st: need at least {2 * folds} samples per set for {folds} folds, got {n}"
         )
     acc = sbi_c2st(
@@ -221,29 +230,26 @@ def log_prob_at_truth(
         >>> float(np.round(log_prob_at_truth(np.zeros((1, 1)), np.zeros(1), 1.0), 4))
         -0.9189
     """
-    s = np.asarray(samples, dtype=float)
-    s = s[:, None] if s.ndim == 1 else s
-    if s.ndim != 2 or len(s) == 0:
-        raise ValueError(f"samples: expected shape (n, p) with n >= 1, got {s.shape}")
+    s = _as_samples(samples, "samples", min_rows=1, finite=False)
     n, p = s.shape
     t = np.asarray(truth, dtype=float).reshape(-1)
     if t.shape != (p,):
-        raise ValueError(f"truth: expected shape ({p},) to match samples {s.shape}, got {t.shape}")
+        raise InputError(f"truth: expected shape ({p},) to match samples {s.shape}, got {t.shape}")
     if not (np.isfinite(bandwidth) and bandwidth > 0):
-        raise ValueError(f"bandwidth: expected a finite h > 0, got {bandwidth}")
+        raise InputError(f"bandwidth: expected a finite h > 0, got {bandwidth}")
     if scale == "absolute":
         sq = np.sum((s - t) ** 2, axis=1) / bandwidth**2
         log_det = p * np.log(bandwidth)  # log sqrt|h² I|
     elif scale == "covariance":
         if n < 2:
-            raise ValueError("samples: scale='covariance' needs n >= 2 samples for a covariance")
+            raise InputError("samples: scale='covariance' needs n >= 2 samples for a covariance")
         cov = np.atleast_2d(np.cov(s, rowvar=False)) * bandwidth**2
         chol = np.linalg.cholesky(cov)
         z = np.linalg.solve(chol, (s - t).T)
         sq = np.sum(z**2, axis=0)
         log_det = float(np.sum(np.log(np.diag(chol))))
     else:
-        raise ValueError(f"scale: must be one of ('absolute', 'covariance'), got {scale!r}")
+        raise InputError(f"scale: must be one of ('absolute', 'covariance'), got {scale!r}")
     return float(logsumexp(-0.5 * sq) - np.log(n) - 0.5 * p * np.log(2 * np.pi) - log_det)
 
 
@@ -260,7 +266,7 @@ def bias_and_width(samples: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarr
     s = _as_samples(samples, "samples")
     t = np.asarray(truth, dtype=float).reshape(-1)
     if t.shape != (s.shape[1],):
-        raise ValueError(f"truth: expected shape ({s.shape[1]},), got {t.shape}")
+        raise InputError(f"truth: expected shape ({s.shape[1]},), got {t.shape}")
     bias = s.mean(axis=0) - t
     std = s.std(axis=0, ddof=1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -282,7 +288,7 @@ def manifold_distance(simulator: _HasManifold, x: np.ndarray) -> float:
     """
     d = np.asarray(simulator.distance_to_manifold(np.asarray(x, dtype=float)), dtype=float)
     if d.ndim != 1 or len(d) != len(x):
-        raise ValueError(f"distance_to_manifold: expected shape ({len(x)},), got {d.shape}")
+        raise InputError(f"distance_to_manifold: expected shape ({len(x)},), got {d.shape}")
     return float(d.mean())
 
 
@@ -299,7 +305,7 @@ def reconstruction_error(x: np.ndarray, x_proj: np.ndarray) -> tuple[np.ndarray,
     x = np.asarray(x, dtype=float)
     x_proj = np.asarray(x_proj, dtype=float)
     if x.shape != x_proj.shape or x.ndim != 2:
-        raise ValueError(
+        raise InputError(
             f"x, x_proj: expected equal shapes (n, D), got {x.shape} and {x_proj.shape}"
         )
     err = np.linalg.norm(x - x_proj, axis=1)
