@@ -83,7 +83,9 @@ def as_matrix(
     return arr
 
 
-def as_model_input(a: Any, dim: int, name: str, like: Tensor, *, finite: bool = False) -> Tensor:
+def as_model_input(
+    a: Any, dim: int, name: str, like: Tensor, *, finite: bool = False, min_rows: int = 0
+) -> Tensor:
     """A (n, dim) model input as a tensor with the dtype and device of ``like``.
 
     numpy, lists and tensors of any float dtype are accepted; autograd history is kept for tensors.
@@ -92,7 +94,7 @@ def as_model_input(a: Any, dim: int, name: str, like: Tensor, *, finite: bool = 
         t = a.to(dtype=like.dtype, device=like.device)
     else:
         t = torch.as_tensor(_to_numpy(a, name), dtype=like.dtype, device=like.device)
-    _check_2d(_shape(t), dim, name, min_rows=0)
+    _check_2d(_shape(t), dim, name, min_rows)
     if finite:
         _check_finite(t, name)
     return t

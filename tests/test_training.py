@@ -122,3 +122,46 @@ def test_standardisation_is_fitted_on_a_fresh_resumable_run(tmp_path):
         train(plain, x, config=TrainConfig(epochs=1, progress=False, standardize=False))
     train(plain, (x - 50.0) / 100.0, config=TrainConfig(epochs=1, progress=False, standardize=False))
     assert torch.equal(plain.standardize.scale, torch.ones(2))
+
+
+def test_resume_starts_from_the_saved_epoch_and_ends_bit_identical(tmp_path, monkeypatch):
+    """A crash in epoch 3 of 4; the resumed run must run only epochs 3-4 (it cannot pass by
+    silently retraining from scratch, which would also end bit-identical) and match an
+    uninterrupted run exactly."""
+    from mfinfer.training.phases import PHASES, Phase
+
+    _, x = get_simulator("circle").simulate(400, rng=2)
+    cfg = TrainConfig(epochs=4, batch_size=100, patience=None, validation_fraction=0.25, progress=False)
+    n_batches = 3  # 300 training rows / 100
+
+    def fresh() -> AmbientFlow:
+        torch.manual_seed(5)
+        return AmbientFlow(2, num_layers=1, **SMALL).double()
+
+    reference = fresh()
+    train(reference, x, config=cfg)
+
+    calls = {"n": 0}
+    nll = PHASES["nll"]
+
+    def counting(crash_at: int | None):
+        def loss(m, xb, tb, w):
+            calls["n"] += 1
+            if crash_at is not None and calls["n"] > crash_at:
+                raise KeyboardInterrupt("simulated crash")
+            return nll.loss(m, xb, tb, w)
+        return Phase("nll", "all", loss)
+
+    # each epoch: n_batches training calls + 1 validation call; crash in the first batch of epoch 3
+    monkeypatch.setitem(PHASES, "nll", counting(crash_at=2 * (n_batches + 1)))
+    with pytest.raises(KeyboardInterrupt):
+        train(fresh(), x, config=cfg, run_dir=tmp_path, resume=True)
+
+    calls["n"] = 0
+    monkeypatch.setitem(PHASES, "nll", counting(crash_at=None))
+    resumed = fresh()
+    history = train(resumed, x, config=cfg, run_dir=tmp_path, resume=True)
+    assert calls["n"] == 2 * (n_batches + 1), "the resumed run did not start from the saved epoch"
+    assert [h["epoch"] for h in history] == [0, 1, 2, 3]
+    for a, b in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

@@ -120,8 +120,14 @@ class Flow(nn.Module):
         wants_grad = any(isinstance(a, Tensor) and a.requires_grad for a in inputs)
         return contextlib.nullcontext() if self.training or wants_grad else torch.no_grad()
 
+    def _check_input(self, a: Any, dim: int, name: str) -> Tensor:
+        """A model input (n, dim). Outside training it must be non-empty and finite; inside, the
+        trainer has checked the whole data set once, so per-batch checks are skipped."""
+        public = not self.training
+        return as_model_input(a, dim, name, self._ref(), finite=public, min_rows=int(public))
+
     def _check_x(self, x: Any, name: str = "x") -> Tensor:
-        return as_model_input(x, self.data_dim, name, self._ref())
+        return self._check_input(x, self.data_dim, name)
 
     def _check_n(self, n: Any) -> int:
         return check_count(n, "n", minimum=1)
@@ -138,8 +144,7 @@ class Flow(nn.Module):
             theta = [theta]
         elif isinstance(theta, Tensor) and theta.ndim == 1:
             theta = theta[None]
-        theta = as_model_input(theta, self.param_dim, "theta", self._ref())
-        return broadcast_rows(theta, n, "theta")
+        return broadcast_rows(self._check_input(theta, self.param_dim, "theta"), n, "theta")
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config.items() if not isinstance(v, dict))

@@ -14,7 +14,6 @@ import torch
 from nflows.nn.nets import ResidualNet
 from torch import Tensor, nn
 
-from mfinfer._validation import as_model_input
 from mfinfer.errors import InputError
 from mfinfer.models.base import Flow, standard_normal_log_prob
 from mfinfer.models.jacobian import jacobian, log_det_jtj
@@ -61,7 +60,7 @@ class InjectiveFlow(Flow):
         return self._check_theta(theta, n) if self.conditional_manifold else None
 
     def _check_u(self, u: Any) -> Tensor:
-        return as_model_input(u, self.manifold_dim, "u", self._ref())
+        return self._check_input(u, self.manifold_dim, "u")
 
     def encode(self, x: Any, theta: Any = None) -> Tensor:
         """Manifold coordinates u of x, (n, D) -> (n, d)."""

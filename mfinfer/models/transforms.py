@@ -7,6 +7,7 @@ Every transform follows nflows' contract: ``forward(x, context) -> (z, log|det â
 from __future__ import annotations
 
 import difflib
+import warnings
 
 import torch
 from nflows import transforms as nt
@@ -43,6 +44,10 @@ class LULinear(nt.LULinear):
         return self.forward_no_cache(inputs)
 
 
+#: Rows this many robust standard deviations from the median are left out of the standardisation fit.
+OUTLIER_SIGMAS = 100.0
+
+
 class Standardize(nt.Transform):
     """Fixed elementwise affine map z = (x - shift) / scale, fitted to data once before training.
 
@@ -56,7 +61,22 @@ class Standardize(nt.Transform):
 
     @torch.no_grad()
     def fit(self, x: Tensor) -> None:
-        """Set shift and scale to the mean and std of ``x`` (n, D); constant columns keep scale 1."""
+        """Set shift and scale to the mean and std of ``x`` (n, D); constant columns keep scale 1.
+
+        Gross outliers (rows more than ``OUTLIER_SIGMAS`` robust standard deviations, 1.4826 Ã— MAD,
+        from the median in some column) are left out of the fit with a warning giving their count:
+        one row at 1e30 would otherwise map every clean row to the same point.
+        """
+        median = x.median(0).values
+        robust = 1.4826 * (x - median).abs().median(0).values
+        far = ((x - median).abs() > OUTLIER_SIGMAS * robust) & (robust > 0)
+        outliers = far.any(1)
+        n_out = int(outliers.sum())
+        if n_out:
+            warnings.warn(f"standardisation: {n_out} of {len(x)} training rows lie more than "
+                          f"{OUTLIER_SIGMAS:g} robust standard deviations from the median; they are "
+                          "left out of the mean/std fit (check the data for corrupt rows)", stacklevel=3)
+            x = x[~outliers]
         std = x.std(0)
         self.shift.copy_(x.mean(0))
         self.scale.copy_(torch.where(std > 0, std, torch.ones_like(std)))
