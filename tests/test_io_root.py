@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -12,6 +14,7 @@ ak = pytest.importorskip("awkward")
 # anything else is imported.
 from mfinfer.io import (  # noqa: E402
     CorruptFileError,
+    InputError,
     MissingKeyError,
     read_events,
     read_user_events,
@@ -231,3 +234,93 @@ def test_not_an_mfinfer_file(tmp_path):
     _lepton_file(path, np.random.default_rng(6), n=4)
     with pytest.raises(ValueError, match="read_user_events"):
         read_events(path, tree="Events")
+
+
+def test_expressions_are_evaluated_without_uproot_eval(tmp_path, monkeypatch):
+    path = tmp_path / "user.root"
+    _, kind = _lepton_file(path, np.random.default_rng(7), n=20)
+
+    def no_eval(*args, **kwargs):
+        raise AssertionError("an expression reached uproot's expression evaluation")
+
+    monkeypatch.setattr(uproot.language.python.PythonLanguage, "compute_expressions", no_eval)
+    w = np.arange(20.0)
+    x, names = read_user_events(
+        path,
+        "Events",
+        {
+            "weight": "weight * 2",  # a column may shadow a branch (uproot's aliases return the branch)
+            "m": "maximum(weight, 5) - minimum(weight, 5)",
+            "s": "where((weight > 3) & ~(weight > 10), sqrt(weight), -1)",
+            "n": "nElectron ** 2 // 3 % 7",
+            "last": "Electron_pt[:, -1]",
+            "hard": "Electron_pt[Electron_pt > 1][:, 0]",
+        },
+    )
+    assert names == ["weight", "m", "s", "n", "last", "hard"]
+    np.testing.assert_array_equal(x[:, 0], 2 * w)
+    np.testing.assert_array_equal(x[:, 1], np.abs(w - 5))
+    np.testing.assert_array_equal(x[:, 2], np.where((w > 3) & ~(w > 10), np.sqrt(w), -1))
+    n_el = np.where(kind == 2, 3, 2)
+    np.testing.assert_array_equal(x[:, 3], n_el**2 // 3 % 7)
+    with uproot.open(path) as f:
+        pt = f["Events"]["Electron_pt"].array()
+    np.testing.assert_array_equal(x[:, 4], ak.to_numpy(pt[:, -1]))
+    np.testing.assert_array_equal(x[:, 5], ak.to_numpy(pt[pt > 1][:, 0]))
+    # overrides of a selection's inputs go through the same checker and evaluator
+    x1, _ = read_user_events(path, "Events", selection=LeptonSelection())
+    x2, _ = read_user_events(
+        path, "Events", {"Electron_pt": "abs(Electron_pt) * 1.0"}, selection=LeptonSelection()
+    )
+    np.testing.assert_array_equal(x1, x2)
+    # and read_events reads branch by branch
+    sample = write_events(tmp_path / "s.root", np.ones((3, 2)), names=["a", "b"])
+    assert read_events(sample)[0].shape == (3, 2)
+
+
+def test_branch_names_that_are_not_identifiers(tmp_path):
+    path = tmp_path / "dots.root"
+    with uproot.recreate(path) as f:
+        f.mktree("T", {"x.y": np.float64, "a/b": np.float64})
+        f["T"].extend({"x.y": np.arange(3.0), "a/b": np.ones(3)})
+    x, _ = read_user_events(path, "T", ["x.y", "a/b"])  # read whole, as they are
+    np.testing.assert_array_equal(x, np.column_stack([np.arange(3.0), np.ones(3)]))
+    with pytest.raises(InputError, match=r"column 'z' = 'x.y \* 2': attribute access \(\.y\)"):
+        read_user_events(path, "T", {"z": "x.y * 2"})
+
+
+def test_crafted_metadata_never_reaches_eval(tmp_path):
+    """Names in a file's metadata are looked up as branches, never evaluated."""
+    path = tmp_path / "crafted.root"
+    flag = tmp_path / "pwned"
+    info = {
+        "format": "mfinfer-events/1",
+        "observables": [f"a[0].__class__.__init__.__globals__['os'].system('touch {flag}')"],
+        "parameters": [],
+        "n_events": 2,
+        "metadata": {},
+    }
+    with uproot.recreate(path) as f:
+        f.mktree("events", {"a": np.float64})
+        f["events"].extend({"a": np.zeros(2)})
+        f["metadata"] = json.dumps(info)
+    with pytest.raises(CorruptFileError, match=r"lists branches .* that tree 'events' lacks"):
+        read_events(path)
+    assert not flag.exists()
+    info["observables"] = 7
+    with uproot.recreate(path) as f:
+        f.mktree("events", {"a": np.float64})
+        f["metadata"] = json.dumps(info)
+    with pytest.raises(InputError, match="not mfinfer event metadata"):
+        read_events(path)
+
+
+# The bad-input cases of tests/bad_inputs_io.py (tests/ is on sys.path: it has no __init__.py).
+from bad_inputs_io import CASES  # noqa: E402
+
+
+@pytest.mark.parametrize(("call", "exc_type", "keyword"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_inputs(tmp_path, call, exc_type, keyword):
+    with pytest.raises(exc_type) as err:
+        call(tmp_path)
+    assert keyword in str(err.value).lower()  # as tests/test_bad_inputs.py checks: keywords are lower case

@@ -12,10 +12,12 @@ Two kinds of file are read:
   (``simulator.event_selection()``, e.g. the 2e2mu ``simulators.higgs4l.LeptonSelection``); this
   module knows nothing about what is selected.
 
+Expressions never reach uproot's ``eval``: :mod:`mfinfer.io.expressions` checks and evaluates them.
+
 Every error names the file and the object: a missing file raises :class:`FileNotFoundError`, a
 missing tree or branch :class:`MissingKeyError` (a ``KeyError`` listing what exists, nearest first),
-a truncated or corrupt file :class:`CorruptFileError` (an ``OSError``), a jagged branch without a
-selection rule ``ValueError``.
+a truncated or corrupt file :class:`CorruptFileError` (an ``OSError``; only reading bytes raises it),
+a bad argument or expression, or a jagged branch without a selection rule, :class:`InputError`.
 
 Example:
     >>> import numpy as np, tempfile, os
@@ -41,12 +43,14 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from mfinfer.errors import CorruptFileError, MissingKeyError
+from mfinfer.errors import CorruptFileError, InputError, MissingKeyError
+from mfinfer.io.expressions import Expression, branch_expressions, parse_expression
 from mfinfer.utils import json_default
 
 __all__ = [
     "CorruptFileError",
     "EventSelection",
+    "InputError",
     "MissingKeyError",
     "read_events",
     "read_user_events",
@@ -86,34 +90,18 @@ def _nearest(name: str, choices: Sequence[str], n: int = 8) -> list[str]:
 def _missing(
     what: str, name: str, path: Path, where: str, available: Sequence[str]
 ) -> MissingKeyError:
-    avail = _nearest(name, available)
-    more = (
-        ""
-        if len(avail) >= len(set(available))
-        else f" (and {len(set(available)) - len(avail)} more)"
-    )
-    listing = ", ".join(repr(a) for a in avail) if avail else "none"
+    avail, total = _nearest(name, available), len(set(available))
+    more = f" (and {total - len(avail)} more)" if total > len(avail) else ""
+    listing = ", ".join(repr(a) for a in avail) or "none"
     return MissingKeyError(
         f"{path}: no {what} {name!r} in {where}; available (nearest first): {listing}{more}"
     )
 
 
-# Exceptions that mean "these bytes are not a (whole) ROOT file".
 def _corrupt_types() -> tuple[type[BaseException], ...]:
-    uproot = _uproot()
-    types: list[type[BaseException]] = [
-        struct.error,
-        zlib.error,
-        ValueError,
-        OSError,
-        EOFError,
-        IndexError,
-        TypeError,
-        AssertionError,
-        OverflowError,
-    ]
-    types.append(uproot.deserialization.DeserializationError)
-    return tuple(types)
+    """Exceptions that, while the file's bytes are read, mean "not a (whole) ROOT file"."""
+    return (struct.error, zlib.error, ValueError, OSError, EOFError, IndexError, TypeError,
+            AssertionError, OverflowError, _uproot().deserialization.DeserializationError)  # fmt: skip
 
 
 def _corrupt(path: Path, err: BaseException, doing: str) -> CorruptFileError:
@@ -133,6 +121,8 @@ def _open(path: str | os.PathLike):
     try:
         f = uproot.open(path)
         end = int(f.file.fEND)
+    except PermissionError:
+        raise
     except _corrupt_types() as err:
         raise _corrupt(path, err, "opening") from err
     size = path.stat().st_size
@@ -146,12 +136,15 @@ def _open(path: str | os.PathLike):
 
 
 def _get_tree(file, path: Path, tree: str):
-    classes = {k.split(";")[0]: v for k, v in file.classnames().items()}
+    try:
+        classes = {k.split(";")[0]: v for k, v in file.classnames().items()}
+    except _corrupt_types() as err:
+        raise _corrupt(path, err, "reading the file's keys") from err
     if tree not in classes:
         trees = [k for k, v in classes.items() if v in ("TTree", "TNtuple", "ROOT::RNTuple")]
         raise _missing("tree", tree, path, "the file", trees or list(classes))
     if classes[tree] not in ("TTree", "TNtuple"):
-        raise ValueError(f"{path}: expected {tree!r} to be a TTree, got a {classes[tree]}")
+        raise InputError(f"{path}: expected {tree!r} to be a TTree, got a {classes[tree]}; name a TTree")
     try:
         return file[tree]
     except _corrupt_types() as err:
@@ -192,28 +185,28 @@ def write_events(
     path = Path(path)
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
-        raise ValueError(f"x: expected shape (n, D), got {x.shape}")
+        raise InputError(f"x: expected shape (n, D), got {x.shape}")
     n, d = x.shape
     names = [f"x{i}" for i in range(d)] if names is None else [str(s) for s in names]
     if len(names) != d:
-        raise ValueError(f"names: expected {d} names to match x (n, {d}), got {len(names)}")
+        raise InputError(f"names: expected {d} names to match x (n, {d}), got {len(names)}")
     if theta is not None:
         theta = np.asarray(theta, dtype=np.float64)
         if theta.ndim == 1 and len(theta) == n:
             theta = theta[:, None]
         if theta.ndim != 2 or theta.shape[0] != n:
-            raise ValueError(f"theta: expected shape ({n}, p) to match x, got {theta.shape}")
+            raise InputError(f"theta: expected shape ({n}, p) to match x, got {theta.shape}")
     theta_names = [] if theta is None else [f"theta_{j}" for j in range(theta.shape[1])]
     bad = [s for s in names if not _NAME.match(s)]
     if bad:
-        raise ValueError(f"names: expected identifiers ([A-Za-z_][A-Za-z0-9_]*), got {bad[:5]}")
+        raise InputError(f"names: expected identifiers ([A-Za-z_][A-Za-z0-9_]*), got {bad[:5]}")
     dup = sorted({s for s in names + theta_names if (names + theta_names).count(s) > 1})
     if dup:
-        raise ValueError(
+        raise InputError(
             f"names: expected unique branch names (theta_j are reserved), got duplicates {dup}"
         )
     if not _NAME.match(tree):
-        raise ValueError(f"tree: expected an identifier, got {tree!r}")
+        raise InputError(f"tree: expected an identifier, got {tree!r}")
     info = {
         "format": FORMAT,
         "tree": tree,
@@ -264,34 +257,47 @@ def read_events(
         t = _get_tree(f, path, tree)
         key = _meta_key(tree)
         try:
-            info = json.loads(str(f[key]))
-            if info.get("format") != FORMAT:
-                raise ValueError(f"format {info.get('format')!r}")
+            text = str(f[key])
         except _uproot().KeyInFileError:
-            raise ValueError(
+            raise InputError(
                 f"{path}: tree {tree!r} has no {key!r} entry, so it was not written by mfinfer's "
                 "write_events; read it with mfinfer.io.read_user_events(path, tree, branches)"
             ) from None
-        except (json.JSONDecodeError, ValueError) as err:
-            raise ValueError(f"{path}: {key!r} is not mfinfer event metadata ({err})") from err
         except _corrupt_types() as err:
             raise _corrupt(path, err, f"reading {key!r}") from err
+        try:
+            info = json.loads(text)
+            if not isinstance(info, dict) or info.get("format") != FORMAT:
+                raise ValueError(f"expected format {FORMAT!r}")
+            if not all(isinstance(b, str) for b in info["observables"] + info["parameters"]):
+                raise TypeError("branch names that are not strings")
+            n = int(info["n_events"])
+            dict(info["metadata"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise InputError(
+                f"{path}: {key!r} is not mfinfer event metadata ({type(err).__name__}: {err}); "
+                "read the file with mfinfer.io.read_user_events(path, tree, branches)"
+            ) from err
+        branches = [branches] if isinstance(branches, str) else branches
         names = list(info["observables"]) if branches is None else list(branches)
         for b in names:
             if b not in info["observables"]:
                 raise _missing("observable", b, path, f"tree {tree!r}", info["observables"])
-        wanted = names + list(info["parameters"])
-        try:
-            arrays = t.arrays(wanted, library="np") if wanted else {}
-        except _corrupt_types() as err:
-            raise _corrupt(path, err, f"reading tree {tree!r}") from err
-        n = int(info["n_events"])
+        absent = [b for b in names + info["parameters"] if b not in t.keys()]
+        if absent:
+            raise CorruptFileError(
+                f"{path}: {key!r} lists branches {absent[:5]} that tree {tree!r} lacks; "
+                "re-create the file with mfinfer.io.write_events"
+            )
+        arrays = {}
+        for b in names + info["parameters"]:  # read branch by branch: names never reach uproot's eval
+            try:
+                arrays[b] = t[b].array(library="np")
+            except _corrupt_types() as err:
+                raise _corrupt(path, err, f"reading branch {b!r} of tree {tree!r}") from err
         x = np.stack([arrays[b] for b in names], axis=1) if names else np.empty((n, 0))
-        theta = (
-            np.stack([arrays[b] for b in info["parameters"]], axis=1)
-            if info["parameters"]
-            else None
-        )
+        params = [arrays[b] for b in info["parameters"]]
+        theta = np.stack(params, axis=1) if params else None
         if len(x) != n:
             raise CorruptFileError(f"{path}: expected {n} events in tree {tree!r}, got {len(x)}")
     return x.astype(np.float64), theta, info["metadata"]
@@ -334,28 +340,27 @@ def _check_selection(selection: Any) -> None:
         )
 
 
-def _expressions(branches: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
-    if isinstance(branches, str):
-        branches = [branches]
-    if isinstance(branches, Mapping):
-        return {str(k): str(v) for k, v in branches.items()}
-    return {str(b): str(b) for b in branches}
+def _read_arrays(t, path: Path, tree: str, exprs: Mapping[str, str]) -> dict[str, Any]:
+    """Evaluate {column: expression} on tree ``t`` -> {column: awkward array, one entry per event}.
 
-
-def _read_arrays(t, path: Path, tree: str, exprs: Mapping[str, str]):
-    """Evaluate {output name: expression} on tree ``t`` -> awkward record array."""
-    uproot = _uproot()
-    available = list(t.keys())
-    for expr in exprs.values():
-        if _NAME.match(expr) and expr not in available and expr not in exprs:
-            raise _missing("branch", expr, path, f"tree {tree!r}", available)
-    aliases = {k: v for k, v in exprs.items() if k != v}
-    try:
-        return t.arrays(list(exprs), aliases=aliases or None, library="ak")
-    except uproot.KeyInFileError as err:
-        raise _missing("branch", str(err.key), path, f"tree {tree!r}", available) from None
-    except _corrupt_types() as err:
-        raise _corrupt(path, err, f"reading tree {tree!r}") from err
+    Every expression is checked first (:func:`parse_expression`; an exact branch name, identifier or
+    not, is read as is). Then the branches they name are read (failures there mean a corrupt file),
+    then the expressions are evaluated on those arrays (failures there are the expression's).
+    """
+    keys = list(dict.fromkeys(t.keys() + t.keys(full_paths=False)))
+    parsed = {c: Expression.branch(e, c) if e in keys else parse_expression(e, c) for c, e in exprs.items()}
+    for column, ex in parsed.items():
+        for name in (n for n in ex.names if n not in keys):
+            used = f" (column {column!r} = {ex.text!r})" if ex.text != name else ""
+            raise _missing("branch", name, path, f"tree {tree!r}{used}", keys)
+    values = {}
+    for name in dict.fromkeys(n for ex in parsed.values() for n in ex.names):
+        try:
+            values[name] = t[name].array(library="ak")
+        except _corrupt_types() as err:
+            raise _corrupt(path, err, f"reading branch {name!r} of tree {tree!r}") from err
+    where = f" on tree {tree!r} in {path}"
+    return {column: ex.evaluate(values, t.num_entries, where) for column, ex in parsed.items()}
 
 
 def read_user_events(
@@ -374,8 +379,9 @@ def read_user_events(
     Arguments:
         path: ROOT file.
         tree: name of the ``TTree`` in it.
-        branches: without selection: branch names (list) or ``{column: expression}`` (uproot
-            expressions such as ``"pt * cosh(eta)"``); with a selection: optional
+        branches: without selection: branch names (list) or ``{column: expression}``
+            (expressions such as ``"pt * cosh(eta)"`` in the grammar of
+            :mod:`mfinfer.io.expressions`, which rejects anything else); with a selection: optional
             ``{canonical input: expression}`` overrides, canonical inputs being
             ``selection.inputs()`` (e.g. ``{"Electron_pt": "el_pt"}``).
         selection: rule for jagged per-event collections, or None for flat branches.
@@ -387,45 +393,47 @@ def read_user_events(
     path = Path(path)
     if selection is not None:
         _check_selection(selection)
-    if selection is None and not branches:
-        raise ValueError("branches: expected branch names or {column: expression}, got none")
+    exprs = branch_expressions({} if branches is None else branches)
+    if selection is None and not exprs:
+        raise InputError(
+            "branches: expected branch names or {column: expression}, got none; e.g. ['pt', 'eta'] "
+            "or {'pt2': 'pt**2'}, or pass an EventSelection"
+        )
     with _open(path) as f:
         t = _get_tree(f, path, tree)
         if selection is None:
-            exprs = _expressions(branches or [])  # branches is non-empty here (checked above)
-            arrays = _read_arrays(t, path, tree, exprs)
             cols = []
-            for name in exprs:
-                a = arrays[name]
+            for name, a in _read_arrays(t, path, tree, exprs).items():
+                expr = "" if exprs[name] == name else f" = {exprs[name]!r}"
+                what = f"{path}: column {name!r}{expr} in tree {tree!r}"
                 if a.ndim != 1:
-                    raise ValueError(
-                        f"{path}: branch {name!r} in tree {tree!r} is jagged ({a.type.content}), "
-                        "expected one number per event; pass an EventSelection (the simulator's "
-                        "event_selection(), e.g. simulators.higgs4l.LeptonSelection(...)) to build "
-                        "observables from per-event collections, or an expression that reduces it "
-                        "(e.g. 'Electron_pt[:, 0]')"
+                    raise InputError(
+                        f"{what} is jagged ({a.type.content}), expected one number per event; pass "
+                        "an EventSelection (e.g. simulators.higgs4l.LeptonSelection()) to build "
+                        "observables from collections, or reduce it (e.g. 'Electron_pt[:, 0]')"
                     )
-                cols.append(_awkward().to_numpy(a).astype(np.float64))
-            x = np.stack(cols, axis=1) if cols else np.empty((t.num_entries, 0))
-            return x, list(exprs)
+                try:
+                    cols.append(_awkward().to_numpy(a).astype(np.float64))
+                except (ValueError, TypeError) as err:
+                    raise InputError(f"{what}: expected one number per event, got {a.type}") from err
+            return np.stack(cols, axis=1), list(exprs)
 
         inputs = selection.inputs()
-        overrides = _expressions(branches or {})
-        unknown = [k for k in overrides if k not in inputs]
+        unknown = [k for k in exprs if k not in inputs]
         if unknown:
             raise _missing("selection input", unknown[0], path, "the selection's inputs", inputs)
-        exprs = {k: overrides.get(k, k) for k in inputs}
+        exprs = {k: exprs.get(k, k) for k in inputs}
         arrays = _read_arrays(t, path, tree, exprs)
         for name in inputs:
             if arrays[name].ndim != 2:
-                raise ValueError(
+                raise InputError(
                     f"{path}: expected {name!r} in tree {tree!r} to be a per-event collection "
                     f"(var * number), got {arrays[name].type}"
                 )
     x, names = selection.select({k: arrays[k] for k in inputs})
     x, names = np.asarray(x, dtype=np.float64), [str(n) for n in names]
     if x.ndim != 2 or x.shape[1] != len(names):
-        raise ValueError(
+        raise InputError(
             f"selection: {type(selection).__name__}.select returned events of shape {x.shape} and "
             f"{len(names)} names; expected shape (m, {len(names)})"
         )
