@@ -21,8 +21,8 @@ import torch
 
 from mfinfer.inference import ModelLikelihood, sample_posterior
 from mfinfer.models import ManifoldFlow, load_model
+from mfinfer.registry import get_simulator
 from mfinfer.training import TrainConfig, train
-from simulators import get_simulator
 
 
 def sbi_sample(like: ModelLikelihood, prior, x_obs: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -30,7 +30,8 @@ def sbi_sample(like: ModelLikelihood, prior, x_obs: np.ndarray, n: int, seed: in
     from sbi.utils import BoxUniform
 
     low, high = prior.bounds
-    box = BoxUniform(torch.as_tensor(low, dtype=torch.float32), torch.as_tensor(high, dtype=torch.float32))
+    box = BoxUniform(torch.as_tensor(low, dtype=torch.float32),
+                     torch.as_tensor(high, dtype=torch.float32))
 
     def potential(theta: torch.Tensor, x_o: torch.Tensor) -> torch.Tensor:
         lp = like(theta.double().numpy()) + box.log_prob(theta).double().numpy()
@@ -39,7 +40,8 @@ def sbi_sample(like: ModelLikelihood, prior, x_obs: np.ndarray, n: int, seed: in
     torch.manual_seed(seed)
     post = MCMCPosterior(potential, proposal=box, method="slice_np_vectorized", num_chains=20,
                          warmup_steps=200, thin=1)
-    return post.sample((n,), x=torch.as_tensor(x_obs[:1], dtype=torch.float32), show_progress_bars=False).numpy()
+    x_o = torch.as_tensor(x_obs[:1], dtype=torch.float32)
+    return post.sample((n,), x=x_o, show_progress_bars=False).numpy()
 
 
 def main() -> None:
@@ -59,11 +61,16 @@ def main() -> None:
         train(model, x, theta, TrainConfig(epochs=2, batch_size=256, progress=False))
     model.eval()
     x_obs = sim.sample(np.zeros((args.events, 1)), rng=1)
-    cached, direct = ModelLikelihood(model, x_obs, cache=True), ModelLikelihood(model, x_obs, cache=False)
+    cached = ModelLikelihood(model, x_obs, cache=True)
+    direct = ModelLikelihood(model, x_obs, cache=False)
     times, means = {}, {}
+
+    def ours(like: ModelLikelihood) -> np.ndarray:
+        return sample_posterior(like, sim.prior, args.samples, rng=0, progress=False).samples
+
     for name, run in [
-        ("ours_cached", lambda: sample_posterior(cached, sim.prior, args.samples, rng=0, progress=False).samples),
-        ("ours_uncached", lambda: sample_posterior(direct, sim.prior, args.samples, rng=0, progress=False).samples),
+        ("ours_cached", lambda: ours(cached)),
+        ("ours_uncached", lambda: ours(direct)),
         ("sbi_slice_uncached", lambda: sbi_sample(direct, sim.prior, x_obs, args.samples, 0)),
         ("sbi_slice_cached", lambda: sbi_sample(cached, sim.prior, x_obs, args.samples, 0)),
     ]:
@@ -71,7 +78,8 @@ def main() -> None:
         samples = run()
         times[name] = time.perf_counter() - t0
         means[name] = [float(samples.mean()), float(samples.std())]
-        print(json.dumps({"method": name, "seconds": times[name], "mean_std": means[name]}), flush=True)
+        row = {"method": name, "seconds": times[name], "mean_std": means[name]}
+        print(json.dumps(row), flush=True)
     base = times["ours_cached"]
     print("| method | wall time / ours (cached) | posterior mean, std |")
     print("|---|---|---|")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 
 import numpy as np
 import pytest
 
-from mfinfer.inference import MCMCResult, Posterior, sample_posterior
+from mfinfer.errors import InputError
+from mfinfer.inference import LogPosterior, MCMCResult, Posterior, sample_posterior
+from mfinfer.inference.storage import FORMAT_VERSION
 from mfinfer.plotting import corner_plot
 from mfinfer.priors import BoxUniform, Gaussian
 
@@ -133,7 +137,10 @@ def test_nan_log_like_raises_with_theta():
 
 def test_bad_arguments():
     prior = BoxUniform((-1.0, -1.0), (1.0, 1.0))
-    ll = lambda t: np.zeros(len(t))
+
+    def ll(t: np.ndarray) -> np.ndarray:
+        return np.zeros(len(t))
+
     with pytest.raises(ValueError, match="num_walkers"):
         sample_posterior(ll, prior, 10, num_walkers=3)
     with pytest.raises(ValueError, match="outside the prior support"):
@@ -219,3 +226,85 @@ def test_corner_writes_png(post1d, tmp_path):
     assert path.stat().st_size > 1000
     with pytest.raises(ValueError, match="truth"):
         corner_plot(sets, tmp_path / "bad.png", truth=[0.0])
+
+
+# ---------------------------------------------------------------- the one log posterior
+
+
+def test_log_posterior_is_prior_plus_likelihood_inside_support():
+    prior = BoxUniform((-1.0, -1.0), (1.0, 1.0))
+    seen = []
+
+    def log_like(theta: np.ndarray) -> np.ndarray:
+        seen.append(theta.copy())
+        return -np.sum(theta**2, axis=1)
+
+    log_post = LogPosterior(log_like, prior)
+    theta = np.array([[0.5, 0.5], [2.0, 0.0], [0.0, -0.3], [np.nan, 0.0], [-1.0, 1.0]])
+    out = log_post(theta)
+    inside = np.array([True, False, True, False, True])
+    assert out.shape == (5,) and np.all(out[~inside] == -np.inf)
+    expected = prior.log_prob(theta[inside]) + log_like(theta[inside])
+    np.testing.assert_array_equal(out[inside], expected)
+    # the likelihood is only ever called inside the support, once per call
+    assert len(seen) == 2 and prior.contains(seen[0]).all() and len(seen[0]) == 3
+    assert log_post(theta[0]).shape == (1,)  # one point (p,)
+    assert np.all(log_post(theta[[1, 3]]) == -np.inf) and len(seen) == 3  # none inside: no call
+    # an unbounded prior: prior + likelihood everywhere
+    gauss = Gaussian((0.0, 1.0), (1.0, 2.0))
+    np.testing.assert_array_equal(LogPosterior(log_like, gauss)(theta[[0, 1, 2]]),
+                                  gauss.log_prob(theta[[0, 1, 2]]) + log_like(theta[[0, 1, 2]]))
+
+
+def test_log_posterior_rejects_bad_likelihood_output_and_theta():
+    prior = BoxUniform((-1.0,), (1.0,))
+    with pytest.raises(ValueError, match=r"\+inf at theta = \[0\.2\]"):
+        LogPosterior(lambda t: np.where(t[:, 0] > 0, np.inf, 0.0), prior)(np.array([[-0.2], [0.2]]))
+    with pytest.raises(ValueError, match="vectorized"):
+        LogPosterior(lambda t: np.zeros((len(t), 1)), prior)(np.zeros((3, 1)))
+    assert LogPosterior(lambda t: np.full(len(t), -np.inf), prior)(np.zeros((2, 1)))[0] == -np.inf
+    with pytest.raises(InputError, match=r"theta: expected shape \(n, 1\), got \(2, 2\)"):
+        LogPosterior(lambda t: np.zeros(len(t)), prior)(np.zeros((2, 2)))
+
+
+def test_posterior_and_sampler_share_the_log_posterior(post1d, gauss1d):
+    log_like, prior, _, _ = gauss1d
+    theta = np.array([[0.3], [11.0], [-2.0]])
+    expected = LogPosterior(log_like, prior)(theta)
+    assert expected[1] == -np.inf
+    np.testing.assert_array_equal(post1d.log_prob(theta), expected)
+    np.testing.assert_array_equal(post1d.potential(theta), expected)
+    # the sampler stores exactly this log posterior for its samples
+    np.testing.assert_array_equal(LogPosterior(log_like, prior)(post1d.samples[:20]),
+                                  post1d.log_probs[:20])
+
+
+class _TTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.filterwarnings("ignore:sample_posterior")
+@pytest.mark.parametrize("stream, progress, shown", [
+    (io.StringIO, True, False),  # redirected / CI log: no bar even when asked for
+    (_TTY, False, False),
+    (_TTY, True, True),
+])
+def test_progress_bar_only_on_a_terminal(monkeypatch, stream, progress, shown):
+    err = stream()
+    monkeypatch.setattr(sys, "stderr", err)
+    sample_posterior(lambda t: -0.5 * np.sum(t**2, axis=1), BoxUniform((-5.0,), (5.0,)), 50,
+                     rng=0, max_steps=20, progress=progress)
+    assert ("MCMC" in err.getvalue()) == shown
+
+
+def test_load_refuses_other_format_version(post1d, tmp_path):
+    post1d.save(tmp_path / "p")
+    js = tmp_path / "p.json"
+    summary = json.loads(js.read_text())
+    summary["format_version"] = FORMAT_VERSION + 1
+    js.write_text(json.dumps(summary))
+    with pytest.raises(ValueError, match=f"format_version {FORMAT_VERSION + 1}"):
+        Posterior.load(tmp_path / "p.npz")
+    with pytest.raises(FileNotFoundError, match=r"as written by Posterior\.save"):
+        Posterior.load(tmp_path / "missing")

@@ -1,11 +1,14 @@
-"""Posterior inference: MCMC over a vectorized log-likelihood, and posterior objects.
+"""Posterior inference: likelihoods, the log posterior, MCMC, posterior objects, the estimator.
 
+- :mod:`~mfinfer.inference.likelihood`: Σ_i log p(x_i|θ) of a trained model (with the cached
+  projection when ``model.caches_projection``) or of a simulator's exact likelihood.
+- :mod:`~mfinfer.inference.potential`: :class:`LogPosterior`, prior + likelihood inside the prior
+  support, the one log posterior used by the sampler, :class:`Posterior` and the estimator.
 - :mod:`~mfinfer.inference.mcmc`: :func:`sample_posterior` (emcee ensemble sampler with
   autocorrelation-based burn-in, thinning and stopping) and its :class:`MCMCResult`.
 - :mod:`~mfinfer.inference.posterior`: :class:`Posterior` (samples + log-prob + prior,
-  summaries, corner plots, npz/JSON storage); overlays are :func:`mfinfer.plotting.corner_plot`.
-- :mod:`~mfinfer.inference.likelihood`: Σ_i log p(x_i|θ) of a trained model (with the cached
-  projection) or of a simulator's exact likelihood.
+  summaries, corner plots); overlays are :func:`mfinfer.plotting.corner_plot`.
+- :mod:`~mfinfer.inference.storage`: npz + JSON storage of posteriors (``Posterior.save/load``).
 - :mod:`~mfinfer.inference.estimator`: the sbi-style ``LikelihoodEstimator``.
 """
 
@@ -16,18 +19,20 @@ from mfinfer.inference.likelihood import (
     check_events,
     projection_errors,
 )
-from mfinfer.inference.mcmc import LogLike, MCMCResult, sample_posterior
+from mfinfer.inference.mcmc import MCMCResult, sample_posterior
 from mfinfer.inference.posterior import Posterior
+from mfinfer.inference.potential import LogLike, LogPosterior
 
 __all__ = [
-    "LogLike",
-    "MCMCResult",
-    "Posterior",
-    "sample_posterior",
     "LikelihoodEstimator",
     "LikelihoodPosterior",
+    "LogLike",
+    "LogPosterior",
+    "MCMCResult",
     "ModelLikelihood",
+    "Posterior",
     "SimulatorLikelihood",
     "check_events",
     "projection_errors",
+    "sample_posterior",
 ]

@@ -1,95 +1,182 @@
 """An sbi-style front end: simulations in, a trained likelihood and its posterior out.
 
-    estimator = LikelihoodEstimator(model=ManifoldFlow(3, 2, param_dim=1), prior=BoxUniform((-1,), (1,)))
+    model, prior = ManifoldFlow(3, 2, param_dim=1), BoxUniform((-1,), (1,))
+    estimator = LikelihoodEstimator(model=model, prior=prior)
     posterior = estimator.append_simulations(theta, x).train(epochs=20).build_posterior()
     samples = posterior.sample(5000, x=x_obs)
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 
-from mfinfer.inference.likelihood import ModelLikelihood
+from mfinfer._validation import as_matrix
+from mfinfer.errors import InputError
+from mfinfer.inference.likelihood import ModelLikelihood, check_events
 from mfinfer.inference.posterior import Posterior
+from mfinfer.inference.potential import LogPosterior
 from mfinfer.models import Flow
 from mfinfer.priors import Prior
 from mfinfer.training import TrainConfig, train
 
 __all__ = ["LikelihoodEstimator", "LikelihoodPosterior"]
 
+#: How many observed event sets a LikelihoodPosterior keeps a built likelihood for.
+LIKELIHOOD_CACHE_SIZE = 4
+
 
 class LikelihoodEstimator:
     """Neural likelihood estimation with any mfinfer model (AF, M-flow, Mₑ-flow, PIE, FOM).
 
-    Args:
-        model: an untrained (or pre-trained) model with ``param_dim == prior.dim``.
-        prior: the prior over θ.
+    Arguments:
+        model: An untrained (or pre-trained) model with ``param_dim == prior.dim``.
+        prior: The prior over θ.
+
+    Attributes:
+        history: The per-epoch training history of the last :meth:`train`.
     """
 
     def __init__(self, model: Flow, prior: Prior) -> None:
         if model.param_dim != prior.dim:
-            raise ValueError(f"model.param_dim ({model.param_dim}) must equal prior.dim ({prior.dim})")
+            raise InputError(
+                f"model.param_dim ({model.param_dim}) must equal prior.dim ({prior.dim})")
         self.model, self.prior = model, prior
         self._theta: list[np.ndarray] = []
         self._x: list[np.ndarray] = []
         self.history: list[dict] = []
 
-    def append_simulations(self, theta: np.ndarray, x: np.ndarray) -> LikelihoodEstimator:
-        """Add simulations θ (n, p) and x (n, D); returns self for chaining."""
-        theta, x = np.asarray(theta, float), np.asarray(x, float)
+    def append_simulations(self, theta: Any, x: Any) -> LikelihoodEstimator:
+        """Add simulations; returns self for chaining.
+
+        Arguments:
+            theta: Parameters, shape (n, p) with p = ``model.param_dim``, inside the prior.
+            x: Simulated events, shape (n, D) with D = ``model.data_dim``.
+
+        Raises:
+            InputError: a shape does not match the model, the row counts differ, a row holds
+                NaN or inf, or a θ lies outside the prior support.
+        """
+        theta = as_matrix(theta, self.model.param_dim, "theta")
+        x = as_matrix(x, self.model.data_dim, "x")
         if len(theta) != len(x):
-            raise ValueError(f"theta and x: expected the same number of rows, got {len(theta)} and {len(x)}")
-        self._theta.append(self.prior.check(theta, "theta"))
+            raise InputError(
+                f"theta and x: expected the same number of rows, got {len(theta)} and {len(x)}")
+        try:
+            theta = self.prior.check(theta, "theta")
+        except ValueError as err:
+            raise InputError(str(err)) from None
+        self._theta.append(theta)
         self._x.append(x)
         return self
 
-    def train(self, config: TrainConfig | None = None, run_dir: str | None = None, resume: bool = False,
-              **config_kwargs: Any) -> LikelihoodEstimator:
-        """Train on all appended simulations (see ``mfinfer.training.train``); returns self."""
+    def train(
+        self,
+        config: TrainConfig | None = None,
+        run_dir: str | None = None,
+        resume: bool = False,
+        **config_kwargs: Any,
+    ) -> LikelihoodEstimator:
+        """Train on all appended simulations (see ``mfinfer.training.train``); returns self.
+
+        Arguments:
+            config: Training settings; default ``TrainConfig(**config_kwargs)``.
+            run_dir: Directory for checkpoints (enables ``resume``).
+            resume: Continue from the checkpoint in ``run_dir``.
+            **config_kwargs: ``TrainConfig`` fields when ``config`` is None.
+        """
         if not self._x:
             raise ValueError("no simulations: call append_simulations(theta, x) first")
         config = config or TrainConfig(**config_kwargs)
-        self.history = train(self.model, np.concatenate(self._x), np.concatenate(self._theta), config,
-                             run_dir=run_dir, resume=resume)
+        x, theta = np.concatenate(self._x), np.concatenate(self._theta)
+        self.history = train(self.model, x, theta, config, run_dir=run_dir, resume=resume)
         return self
 
     def build_posterior(self, mode: str = "manifold", **mcmc_kwargs: Any) -> LikelihoodPosterior:
-        """The posterior p(θ|x) ∝ Π_i p̂(x_i|θ) p(θ), sampled by MCMC (``sample_posterior`` options)."""
+        """The posterior p(θ|x) ∝ Π_i p̂(x_i|θ) p(θ), sampled by MCMC.
+
+        Arguments:
+            mode: The model's density (``"manifold"``, or ``"pie"`` for M-flows).
+            **mcmc_kwargs: Defaults for ``sample_posterior`` (``rng``, ``num_walkers``, ...).
+        """
         return LikelihoodPosterior(self.model, self.prior, mode=mode, **mcmc_kwargs)
 
 
 class LikelihoodPosterior:
-    """p(θ | x_1..x_n) from a trained likelihood; ``sample(n, x=...)`` runs MCMC for that x."""
+    """p(θ | x_1..x_n) from a trained likelihood; ``sample(n, x=...)`` runs MCMC for that x.
 
-    def __init__(self, model: Flow, prior: Prior, mode: str = "manifold", **mcmc_kwargs: Any) -> None:
+    The :class:`ModelLikelihood` of an event set (its projection and Jacobian terms) is built
+    once and reused while the events and the model's weights stay the same; the cache is keyed
+    on the events' float64 bytes, so other events never get a stale likelihood.
+
+    Arguments:
+        model: A trained model with ``param_dim == prior.dim``.
+        prior: The prior over θ.
+        mode: The model's density (``"manifold"``, or ``"pie"`` for M-flows).
+        **mcmc_kwargs: Defaults for ``sample_posterior``.
+    """
+
+    def __init__(
+        self, model: Flow, prior: Prior, mode: str = "manifold", **mcmc_kwargs: Any
+    ) -> None:
         self.model, self.prior, self.mode, self.mcmc_kwargs = model, prior, mode, mcmc_kwargs
         self.default_x: np.ndarray | None = None
+        self._likelihoods: OrderedDict[tuple, ModelLikelihood] = OrderedDict()
 
-    def set_default_x(self, x: np.ndarray) -> LikelihoodPosterior:
-        self.default_x = np.asarray(x, float)
+    def set_default_x(self, x: Any) -> LikelihoodPosterior:
+        """Use the events x (n, D) when no ``x=`` is given; returns self."""
+        self.default_x = check_events(x, self.model.data_dim, "x")
         return self
 
-    def _x(self, x: np.ndarray | None) -> np.ndarray:
-        if x is None and self.default_x is None:
-            raise ValueError("x: no observed events; pass x=... or call set_default_x(x) first")
-        return self.default_x if x is None else np.asarray(x, float)
+    def _x(self, x: Any) -> np.ndarray:
+        if x is not None:
+            return check_events(x, self.model.data_dim, "x")
+        if self.default_x is None:
+            raise InputError("x: no observed events; pass x=... or call set_default_x(x) first")
+        return self.default_x
 
-    def posterior(self, num_samples: int, x: np.ndarray | None = None, **kwargs: Any) -> Posterior:
-        """Run MCMC and return the full ``Posterior`` (samples, diagnostics, plots, storage)."""
-        like = ModelLikelihood(self.model, self._x(x), mode=self.mode)
-        return Posterior.from_mcmc(like, self.prior, num_samples, **{**self.mcmc_kwargs, **kwargs})
+    def _model_state(self) -> tuple:
+        """Changes when the weights do (training steps and ``load_state_dict`` work in place)."""
+        tensors = itertools.chain(self.model.parameters(), self.model.buffers())
+        return tuple((id(t), t._version, t.dtype, str(t.device)) for t in tensors)
 
-    def sample(self, num_samples: int, x: np.ndarray | None = None, **kwargs: Any) -> np.ndarray:
-        """Posterior samples (num_samples, p) given observed events x (n, D)."""
+    def likelihood(self, x: Any = None) -> ModelLikelihood:
+        """The likelihood θ (m, p) -> (m,) of events x (n, D), built once per x and model state.
+
+        Arguments:
+            x: Observed events (n, D); default: those of :meth:`set_default_x`.
+        """
+        x = self._x(x)
+        digest = hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
+        key = (digest, x.shape, self.mode, self._model_state())
+        like = self._likelihoods.get(key)
+        if like is None:
+            like = ModelLikelihood(self.model, x, mode=self.mode)
+            self._likelihoods[key] = like
+            while len(self._likelihoods) > LIKELIHOOD_CACHE_SIZE:
+                self._likelihoods.popitem(last=False)
+        self._likelihoods.move_to_end(key)
+        return like
+
+    def posterior(self, num_samples: int, x: Any = None, **kwargs: Any) -> Posterior:
+        """Run MCMC and return the full ``Posterior`` (samples, diagnostics, plots, storage).
+
+        Arguments:
+            num_samples: Number of samples.
+            x: Observed events (n, D); default ``set_default_x``.
+            **kwargs: ``sample_posterior`` options, overriding those given at construction.
+        """
+        return Posterior.from_mcmc(self.likelihood(x), self.prior, num_samples,
+                                   **{**self.mcmc_kwargs, **kwargs})
+
+    def sample(self, num_samples: int, x: Any = None, **kwargs: Any) -> np.ndarray:
+        """Posterior samples, shape (num_samples, p), given observed events x (n, D)."""
         return self.posterior(num_samples, x, **kwargs).samples
 
-    def log_prob(self, theta: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
-        """Unnormalised log posterior at θ (m, p) -> (m,)."""
-        theta = np.atleast_2d(theta)
-        lp = self.prior.log_prob(theta)
-        inside = np.isfinite(lp)
-        if inside.any():
-            lp[inside] += ModelLikelihood(self.model, self._x(x), mode=self.mode)(theta[inside])
-        return lp
+    def log_prob(self, theta: Any, x: Any = None) -> np.ndarray:
+        """Unnormalised log posterior, θ (m, p) or (p,) -> (m,); ``-inf`` outside the prior."""
+        return LogPosterior(self.likelihood(x), self.prior)(theta)

@@ -12,19 +12,17 @@ Reference: Foreman-Mackey et al., "emcee: The MCMC Hammer", arXiv:1202.3665.
 from __future__ import annotations
 
 import math
+import sys
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import emcee
 import numpy as np
 
+from mfinfer.inference.potential import LogLike, LogPosterior
 from mfinfer.priors import Prior
 
 __all__ = ["LogLike", "MCMCResult", "sample_posterior"]
-
-LogLike = Callable[[np.ndarray], np.ndarray]
-"""Vectorized log-likelihood: θ of shape (m, p) -> log p(x | θ) of shape (m,)."""
 
 #: Burn-in in units of the largest autocorrelation time (emcee docs suggest "a few").
 BURN_IN_TAU = 3.0
@@ -66,38 +64,8 @@ class MCMCResult:
     converged: bool
 
 
-def _log_posterior(log_like: LogLike, prior: Prior) -> Callable[[np.ndarray], np.ndarray]:
-    """Wrap ``log_like`` into a vectorized log posterior that never leaves the prior support."""
-
-    def log_post(theta: np.ndarray) -> np.ndarray:
-        theta = np.atleast_2d(np.asarray(theta, dtype=float))
-        out = prior.log_prob(theta)
-        inside = np.isfinite(out)
-        if inside.any():
-            ll = np.asarray(log_like(theta[inside]), dtype=float)
-            if ll.shape != (int(inside.sum()),):
-                raise ValueError(
-                    f"log_like: expected output shape ({int(inside.sum())},) for input "
-                    f"{theta[inside].shape}, got {ll.shape}; log_like must be vectorized, "
-                    "(m, p) -> (m,)"
-                )
-            bad = np.isnan(ll) | (ll == np.inf)
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
-                what = "NaN" if np.isnan(ll[i]) else "+inf"
-                raise ValueError(
-                    f"log_like returned {what} at theta = {theta[inside][i].tolist()} "
-                    f"({int(bad.sum())} of {ll.size} rows in this batch); the likelihood must be "
-                    "finite or -inf: check the model / data for this parameter point"
-                )
-            out[inside] += ll
-        return out
-
-    return log_post
-
-
 def _initial_positions(
-    log_post: Callable[[np.ndarray], np.ndarray],
+    log_post: LogPosterior,
     prior: Prior,
     num_walkers: int,
     initial: np.ndarray | None,
@@ -142,6 +110,18 @@ def _initial_positions(
     return pos, lp
 
 
+def _show_progress(progress: bool) -> bool:
+    """Whether to draw the progress bar: asked for, and stderr is a terminal (no bar updates in
+    CI logs or in ``2> log`` redirects)."""
+    if not progress:
+        return False
+    isatty = getattr(sys.stderr, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
 def _autocorr_time(chain: np.ndarray) -> np.ndarray:
     """τ per parameter for chain (steps, walkers, p); NaN (e.g. stuck chains) -> number of steps."""
     with warnings.catch_warnings():
@@ -164,6 +144,9 @@ def sample_posterior(
 ) -> MCMCResult:
     """Sample p(θ | x) ∝ exp(log_like(θ)) · prior(θ) with emcee's ensemble sampler.
 
+    The walkers move on :class:`~mfinfer.inference.potential.LogPosterior` (prior + likelihood
+    inside the support, ``-inf`` outside).
+
     The chain runs in blocks until it is ``target_tau`` autocorrelation times long and
     holds ``num_samples`` thinned samples after burn-in, or until ``max_steps``. Burn-in is
     ``ceil(3 max τ)`` steps and the thinning ``max(1, floor(min τ / 2))``; τ is estimated
@@ -182,7 +165,8 @@ def sample_posterior(
             prior.
         max_steps: Upper bound on steps per walker.
         target_tau: Required chain length in units of the autocorrelation time.
-        progress: Show emcee's tqdm progress bar for each block.
+        progress: Show emcee's tqdm progress bar for each block; drawn only when stderr is a
+            terminal, so logs and redirected output stay free of bar updates.
 
     Returns:
         An :class:`MCMCResult` with ``samples`` of shape (n, p), n = ``num_samples`` unless
@@ -207,19 +191,20 @@ def sample_posterior(
     if max_steps < 10:
         raise ValueError(f"max_steps: expected at least 10 steps per walker, got {max_steps}")
     rng = np.random.default_rng(rng)
-    log_post = _log_posterior(log_like, prior)
+    log_post = LogPosterior(log_like, prior)
     pos, lp = _initial_positions(log_post, prior, num_walkers, initial, rng)
 
     sampler = emcee.EnsembleSampler(num_walkers, p, log_post, vectorize=True)
     sampler.random_state = np.random.RandomState(int(rng.integers(2**32 - 1))).get_state()
     state = emcee.State(pos, log_prob=lp)
+    show_bar = _show_progress(progress)
 
     block = min(FIRST_BLOCK, max_steps)
     burn_in, thin = 0, 1
     tau = np.full(p, np.inf)
     while True:
         state = sampler.run_mcmc(
-            state, block, progress=progress, progress_kwargs={"desc": "MCMC", "leave": False}
+            state, block, progress=show_bar, progress_kwargs={"desc": "MCMC", "leave": False}
         )
         n_steps = sampler.iteration
         chain = sampler.get_chain()

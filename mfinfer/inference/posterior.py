@@ -2,13 +2,12 @@
 
 A :class:`Posterior` holds samples θ ~ p(θ | x) (n, p), the prior, optionally the
 vectorized log-likelihood that produced them, the MCMC diagnostics and free-form metadata.
-It is stored as ``<stem>.npz`` (arrays, loaded with ``allow_pickle=False``) next to a
-human-readable ``<stem>.json`` summary; the log-likelihood itself is never stored.
+Its log posterior is :class:`~mfinfer.inference.potential.LogPosterior`; it is stored by
+:mod:`~mfinfer.inference.storage` as ``<stem>.npz`` + ``<stem>.json``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,28 +15,20 @@ from typing import Any
 
 import numpy as np
 
-from mfinfer.inference.mcmc import LogLike, MCMCResult, sample_posterior
-from mfinfer.priors import BoxUniform, Gaussian, Prior, prior_from_config
-from mfinfer.utils import atomic_write, json_default
+from mfinfer.inference.mcmc import MCMCResult, sample_posterior
+from mfinfer.inference.potential import LogLike, LogPosterior
+from mfinfer.inference.storage import (
+    FORMAT_VERSION,
+    load_posterior,
+    mcmc_summary,
+    prior_to_config,
+    save_posterior,
+)
+from mfinfer.priors import Prior
 
 __all__ = ["Posterior"]
 
-FORMAT_VERSION = 1
 SUMMARY_QUANTILES = (0.025, 0.16, 0.5, 0.84, 0.975)
-_MCMC_SCALARS = ("acceptance_fraction", "n_steps", "burn_in", "thin", "num_walkers", "converged")
-
-
-def _prior_to_config(prior: Prior | None) -> dict | None:
-    if isinstance(prior, BoxUniform):
-        return {"type": "box", "low": list(prior.low), "high": list(prior.high)}
-    if isinstance(prior, Gaussian):
-        return {"type": "gaussian", "mean": list(prior.mean), "std": list(prior.std)}
-    return None
-
-
-def _stem(path: str | os.PathLike) -> Path:
-    path = Path(path)
-    return path.with_suffix("") if path.suffix in (".npz", ".json") else path
 
 
 class Posterior:
@@ -148,6 +139,15 @@ class Posterior:
         Returns:
             Array of shape (m,).
         """
+        return self.potential(theta)
+
+    @property
+    def potential(self) -> LogPosterior:
+        """The log posterior θ (m, p) -> (m,) built from ``log_like`` and ``prior``.
+
+        Raises:
+            RuntimeError: the log-likelihood or the prior is missing (e.g. after :meth:`load`).
+        """
         if self.log_like is None or self.prior is None:
             missing = "log-likelihood" if self.log_like is None else "prior"
             raise RuntimeError(
@@ -155,16 +155,7 @@ class Posterior:
                 "or built from samples only); pass it: Posterior.load(path, log_like=..., "
                 "prior=...) or set posterior.log_like / posterior.prior"
             )
-        theta = np.asarray(theta, dtype=float)
-        if theta.ndim == 1:
-            theta = theta[None, :]
-        if theta.ndim != 2 or theta.shape[1] != self.dim:
-            raise ValueError(f"theta: expected (m, {self.dim}) or ({self.dim},), got {theta.shape}")
-        out = self.prior.log_prob(theta)
-        inside = np.isfinite(out)
-        if inside.any():
-            out[inside] += np.asarray(self.log_like(theta[inside]), dtype=float)
-        return out
+        return LogPosterior(self.log_like, self.prior)
 
     def sample(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
         """Draw n posterior samples, shape (n, p).
@@ -246,7 +237,7 @@ class Posterior:
         low, high = self.prior.bounds
         bounds = [
             (lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None)
-            for lo, hi in zip(low, high)
+            for lo, hi in zip(low, high, strict=True)
         ]
 
         def neg(t: np.ndarray) -> float:
@@ -268,15 +259,13 @@ class Posterior:
             "std": self.std.tolist() if len(self.samples) > 1 else [0.0] * self.dim,
             "quantiles": {
                 str(q): v.tolist()
-                for q, v in zip(SUMMARY_QUANTILES, self.quantiles(SUMMARY_QUANTILES))
+                for q, v in zip(SUMMARY_QUANTILES, self.quantiles(SUMMARY_QUANTILES), strict=True)
             },
-            "prior": _prior_to_config(self.prior),
+            "prior": prior_to_config(self.prior),
             "metadata": self.metadata,
         }
         if self.mcmc is not None:
-            out["mcmc"] = {k: getattr(self.mcmc, k) for k in _MCMC_SCALARS}
-            out["mcmc"]["tau"] = self.mcmc.tau.tolist()
-            out["mcmc"]["ess"] = self.mcmc.ess.tolist()
+            out["mcmc"] = mcmc_summary(self.mcmc)
         return out
 
     # ---------------------------------------------------------------- plots
@@ -320,29 +309,15 @@ class Posterior:
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``<stem>.npz`` (arrays) and ``<stem>.json`` (summary), each atomically.
 
+        See :func:`~mfinfer.inference.storage.save_posterior`.
+
         Arguments:
             path: ``<stem>``, ``<stem>.npz`` or ``<stem>.json``.
 
         Returns:
             The path of the ``.npz`` file.
         """
-        stem = _stem(path)
-        arrays = {"samples": self.samples}
-        if self.log_probs is not None:
-            arrays["log_probs"] = self.log_probs
-        if self.mcmc is not None:
-            arrays.update(
-                mcmc_samples=self.mcmc.samples,
-                mcmc_log_prob=self.mcmc.log_prob,
-                mcmc_tau=self.mcmc.tau,
-                mcmc_ess=self.mcmc.ess,
-            )
-        summary = self.summary()
-        text = json.dumps(summary, indent=2, default=json_default, allow_nan=True)
-        npz, js = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
-        atomic_write(npz, lambda f: np.savez(f, **arrays), "wb")
-        atomic_write(js, lambda f: f.write(text + "\n"), "w")
-        return npz
+        return save_posterior(self, path)
 
     @classmethod
     def load(
@@ -354,6 +329,8 @@ class Posterior:
     ) -> Posterior:
         """Read a posterior written by :meth:`save` (no pickle).
 
+        See :func:`~mfinfer.inference.storage.load_posterior`.
+
         Arguments:
             path: ``<stem>``, ``<stem>.npz`` or ``<stem>.json``.
             log_like: Attach a log-likelihood (not stored on disk) to enable
@@ -361,49 +338,7 @@ class Posterior:
             prior: Override the prior; by default it is rebuilt from the JSON summary
                 (box and Gaussian priors).
         """
-        stem = _stem(path)
-        npz, js = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
-        for f in (npz, js):
-            if not f.exists():
-                raise FileNotFoundError(
-                    f"Posterior.load: {f} not found; expected {npz} and {js}"
-                    " as written by Posterior.save"
-                )
-        summary = json.loads(js.read_text())
-        version = summary.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ValueError(
-                f"Posterior.load: {js} has format_version {version}, this version of "
-                f"mfinfer reads {FORMAT_VERSION}"
-            )
-        with np.load(npz, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-        if prior is None and summary.get("prior") is not None:
-            prior = prior_from_config(summary["prior"])
-        mcmc = None
-        if "mcmc" in summary and "mcmc_samples" in arrays:
-            m = summary["mcmc"]
-            mcmc = MCMCResult(
-                samples=arrays["mcmc_samples"],
-                log_prob=arrays["mcmc_log_prob"],
-                tau=arrays["mcmc_tau"],
-                ess=arrays["mcmc_ess"],
-                acceptance_fraction=float(m["acceptance_fraction"]),
-                n_steps=int(m["n_steps"]),
-                burn_in=int(m["burn_in"]),
-                thin=int(m["thin"]),
-                num_walkers=int(m["num_walkers"]),
-                converged=bool(m["converged"]),
-            )
-        return cls(
-            arrays["samples"],
-            prior,
-            log_like,
-            log_probs=arrays.get("log_probs"),
-            mcmc=mcmc,
-            labels=summary.get("labels"),
-            metadata=summary.get("metadata"),
-        )
+        return load_posterior(cls, path, log_like=log_like, prior=prior)
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,155 @@
+"""Posterior storage: ``<stem>.npz`` (arrays, read with ``allow_pickle=False``) + ``<stem>.json``.
+
+The JSON file is the human-readable :meth:`Posterior.summary` (it carries ``format_version``, the
+labels, the metadata, the prior's config and the MCMC scalars); the npz file holds the samples,
+their log posteriors and the MCMC arrays. The log-likelihood is never stored: pass it again to
+:func:`load_posterior` to evaluate or extend a loaded posterior.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from mfinfer.inference.mcmc import MCMCResult
+from mfinfer.inference.potential import LogLike
+from mfinfer.priors import BoxUniform, Gaussian, Prior, prior_from_config
+from mfinfer.utils import atomic_write, json_default
+
+if TYPE_CHECKING:
+    from mfinfer.inference.posterior import Posterior
+
+__all__ = [
+    "FORMAT_VERSION",
+    "load_posterior",
+    "mcmc_summary",
+    "posterior_paths",
+    "prior_to_config",
+    "save_posterior",
+]
+
+#: Version of the npz + JSON layout; :func:`load_posterior` refuses any other.
+FORMAT_VERSION = 1
+_MCMC_SCALARS = ("acceptance_fraction", "n_steps", "burn_in", "thin", "num_walkers", "converged")
+
+P = TypeVar("P", bound="Posterior")
+
+
+def prior_to_config(prior: Prior | None) -> dict | None:
+    """The JSON config of a box or Gaussian prior (read by ``prior_from_config``), else None."""
+    if isinstance(prior, BoxUniform):
+        return {"type": "box", "low": list(prior.low), "high": list(prior.high)}
+    if isinstance(prior, Gaussian):
+        return {"type": "gaussian", "mean": list(prior.mean), "std": list(prior.std)}
+    return None
+
+
+def mcmc_summary(mcmc: MCMCResult) -> dict:
+    """The JSON part of an :class:`MCMCResult`: its scalars plus ``tau`` and ``ess`` as lists."""
+    out: dict = {k: getattr(mcmc, k) for k in _MCMC_SCALARS}
+    out["tau"] = mcmc.tau.tolist()
+    out["ess"] = mcmc.ess.tolist()
+    return out
+
+
+def posterior_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """``(<stem>.npz, <stem>.json)`` for ``<stem>``, ``<stem>.npz`` or ``<stem>.json``."""
+    stem = Path(path)
+    if stem.suffix in (".npz", ".json"):
+        stem = stem.with_suffix("")
+    return stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
+
+
+def save_posterior(posterior: Posterior, path: str | os.PathLike) -> Path:
+    """Write ``<stem>.npz`` (arrays) and ``<stem>.json`` (summary), each atomically.
+
+    Arguments:
+        posterior: The posterior to store.
+        path: ``<stem>``, ``<stem>.npz`` or ``<stem>.json``.
+
+    Returns:
+        The path of the ``.npz`` file.
+    """
+    arrays: dict[str, Any] = {"samples": posterior.samples}
+    if posterior.log_probs is not None:
+        arrays["log_probs"] = posterior.log_probs
+    if posterior.mcmc is not None:
+        arrays.update(
+            mcmc_samples=posterior.mcmc.samples,
+            mcmc_log_prob=posterior.mcmc.log_prob,
+            mcmc_tau=posterior.mcmc.tau,
+            mcmc_ess=posterior.mcmc.ess,
+        )
+    text = json.dumps(posterior.summary(), indent=2, default=json_default, allow_nan=True)
+    npz, js = posterior_paths(path)
+    atomic_write(npz, lambda f: np.savez(f, **arrays), "wb")
+    atomic_write(js, lambda f: f.write(text + "\n"), "w")
+    return npz
+
+
+def load_posterior(
+    cls: type[P],
+    path: str | os.PathLike,
+    *,
+    log_like: LogLike | None = None,
+    prior: Prior | None = None,
+) -> P:
+    """Read a posterior written by :func:`save_posterior` (no pickle).
+
+    Arguments:
+        cls: The class to build (:class:`Posterior` or a subclass).
+        path: ``<stem>``, ``<stem>.npz`` or ``<stem>.json``.
+        log_like: A log-likelihood (m, p) -> (m,) to attach; it is not stored on disk.
+        prior: Override the prior; by default it is rebuilt from the JSON summary (box and
+            Gaussian priors).
+
+    Raises:
+        FileNotFoundError: one of the two files is missing.
+        ValueError: the files have another ``format_version``.
+    """
+    npz, js = posterior_paths(path)
+    for f in (npz, js):
+        if not f.exists():
+            raise FileNotFoundError(
+                f"Posterior.load: {f} not found; expected {npz} and {js} as written by "
+                "Posterior.save"
+            )
+    summary = json.loads(js.read_text())
+    version = summary.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"Posterior.load: {js} has format_version {version}, this version of mfinfer reads "
+            f"{FORMAT_VERSION}"
+        )
+    with np.load(npz, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    if prior is None and summary.get("prior") is not None:
+        prior = prior_from_config(summary["prior"])
+    mcmc = None
+    if "mcmc" in summary and "mcmc_samples" in arrays:
+        m = summary["mcmc"]
+        mcmc = MCMCResult(
+            samples=arrays["mcmc_samples"],
+            log_prob=arrays["mcmc_log_prob"],
+            tau=arrays["mcmc_tau"],
+            ess=arrays["mcmc_ess"],
+            acceptance_fraction=float(m["acceptance_fraction"]),
+            n_steps=int(m["n_steps"]),
+            burn_in=int(m["burn_in"]),
+            thin=int(m["thin"]),
+            num_walkers=int(m["num_walkers"]),
+            converged=bool(m["converged"]),
+        )
+    return cls(
+        arrays["samples"],
+        prior,
+        log_like,
+        log_probs=arrays.get("log_probs"),
+        mcmc=mcmc,
+        labels=summary.get("labels"),
+        metadata=summary.get("metadata"),
+    )
