@@ -59,7 +59,7 @@ def _seed(*keys: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(list(keys)))
 
 
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+def _save_npz(path: Path, **arrays: Any) -> None:
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
@@ -165,7 +165,7 @@ class Run:
 
     def infer(self, x_obs: np.ndarray | None = None, tag: str | None = None) -> None:
         """Sample every posterior at every true point (or for the given events, under ``tag``)."""
-        points = [(tag, None, x_obs)] if x_obs is not None else [
+        points = [(tag or "events", None, x_obs)] if x_obs is not None else [
             (k, *self.observed(k)) for k in range(len(self.config.observed.theta))]
         names = [(TRUTH, None)] if self.config.truth and x_obs is None else []
         names += [(m.name, m) for m in self.config.models]

@@ -238,7 +238,12 @@ class ObservedInputs:
 
 # ------------------------------------------------------------------ the registry
 def _c2st(p: PosteriorInputs) -> float:
+    assert p.reference is not None  # posterior_vs_truth metrics run only when a truth exists
     return m.c2st(p.samples, p.reference, seed=p.seed)
+
+
+def _bias_and_width_part(key: str) -> Callable[[PosteriorInputs], list[float]]:
+    return lambda p: p.bias_and_width[key].tolist()
 
 
 def _log_p_true(p: PosteriorInputs) -> float:
@@ -259,7 +264,7 @@ _METRICS = [
     Metric("c2st", _c2st, "posterior_vs_truth", "C2ST", "↓ (0.5 ideal)", options={"c2st": True}),
     Metric("log_p_true", _log_p_true, "posterior_vs_theta", "log p̂(θ*)", "↑",
            base_measure="parameters", truth=True, options={"kde_bandwidth": 0.15}),
-    *(Metric(key, lambda p, key=key: p.bias_and_width[key].tolist(), "posterior_vs_theta", title,
+    *(Metric(key, _bias_and_width_part(key), "posterior_vs_theta", title,
              within_seed=None, over_seeds=None, truth=True, summary=False)
       for key, title in (("bias", "bias (mean − θ*)"), ("std", "std"),
                          ("pull", "pull: abs(bias) / std"))),
