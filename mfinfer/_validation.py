@@ -34,8 +34,12 @@ def _to_numpy(a: Any, name: str) -> np.ndarray:
 
 def nonfinite_rows(a: np.ndarray | Tensor) -> np.ndarray:
     """Indices of the rows of a (n, k) array that hold NaN or inf."""
-    finite = torch.isfinite(a).all(1).cpu().numpy() if isinstance(a, Tensor) else np.isfinite(a).all(1)
-    return np.flatnonzero(~finite)
+    if isinstance(a, Tensor):
+        finite = torch.isfinite(a).all(1)
+        if bool(finite.all()):  # the common case; also works on torch.func's wrapped tensors
+            return np.empty(0, dtype=np.int64)
+        return torch.nonzero(~finite).flatten().cpu().numpy()
+    return np.flatnonzero(~np.isfinite(a).all(1))
 
 
 def _check_finite(a: np.ndarray | Tensor, name: str) -> None:

@@ -42,6 +42,10 @@ class Prior:
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
+    def to_config(self) -> dict | None:
+        """The JSON config ``prior_from_config`` rebuilds this prior from (None: not storable)."""
+        return None
+
     def check(self, theta: np.ndarray, name: str = "theta") -> np.ndarray:
         """Validate θ (shape, finiteness, support); returns it as (n, p) or raises InputError."""
         theta = _as_2d(theta, self.dim)
@@ -78,6 +82,9 @@ class BoxUniform(Prior):
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return np.array(self.low), np.array(self.high)
 
+    def to_config(self) -> dict:
+        return {"type": "box", "low": list(self.low), "high": list(self.high)}
+
     def sample(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
         rng = np.random.default_rng(rng)
         low, high = self.bounds
@@ -112,6 +119,9 @@ class Gaussian(Prior):
     @property
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return np.full(self.dim, -np.inf), np.full(self.dim, np.inf)
+
+    def to_config(self) -> dict:
+        return {"type": "gaussian", "mean": list(self.mean), "std": list(self.std)}
 
     def sample(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
         rng = np.random.default_rng(rng)

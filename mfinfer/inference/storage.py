@@ -17,7 +17,7 @@ import numpy as np
 
 from mfinfer.inference.mcmc import MCMCResult
 from mfinfer.inference.potential import LogLike
-from mfinfer.priors import BoxUniform, Gaussian, Prior, prior_from_config
+from mfinfer.priors import Prior, prior_from_config
 from mfinfer.utils import atomic_write, json_default
 
 if TYPE_CHECKING:
@@ -40,12 +40,8 @@ P = TypeVar("P", bound="Posterior")
 
 
 def prior_to_config(prior: Prior | None) -> dict | None:
-    """The JSON config of a box or Gaussian prior (read by ``prior_from_config``), else None."""
-    if isinstance(prior, BoxUniform):
-        return {"type": "box", "low": list(prior.low), "high": list(prior.high)}
-    if isinstance(prior, Gaussian):
-        return {"type": "gaussian", "mean": list(prior.mean), "std": list(prior.std)}
-    return None
+    """The JSON config of a prior (read by ``prior_from_config``), or None if it has none."""
+    return None if prior is None else prior.to_config()
 
 
 def mcmc_summary(mcmc: MCMCResult) -> dict:

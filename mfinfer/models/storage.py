@@ -1,7 +1,10 @@
 """Saving and loading models: ``weights.pt`` (tensors only) plus ``model.json`` (class + config).
 
 ``weights.pt`` is read with ``torch.load(weights_only=True)``, so loading a model never unpickles
-arbitrary objects.
+arbitrary objects. The two files are written as a pair (:func:`mfinfer.utils.atomic_write_pair`):
+``model.json`` is renamed into place last and records the SHA-256 of ``weights.pt``, which
+``load_model`` checks, so a damaged or changed ``weights.pt`` is refused instead of loading
+silently with other weights. A ``model.json`` without the digest (older saves) loads unchecked.
 """
 
 from __future__ import annotations
@@ -11,12 +14,12 @@ from typing import Any
 
 import torch
 
-from mfinfer.errors import ConfigError
+from mfinfer.errors import ConfigError, CorruptFileError
 from mfinfer.models.ambient import AmbientFlow
 from mfinfer.models.base import Flow
 from mfinfer.models.fom import FOMFlow
 from mfinfer.models.manifold import ManifoldFlow
-from mfinfer.utils import atomic_torch_save, atomic_write_json, read_json
+from mfinfer.utils import atomic_write_pair, open_pair, torch_load_tensors
 
 __all__ = ["MODELS", "build_model", "load_model", "save_model"]
 
@@ -35,12 +38,19 @@ def build_model(kind: str, simulator: Any, **options: Any) -> Flow:
     return _model_class(kind).for_simulator(simulator, **options)
 
 
+WEIGHTS = "weights.pt"
+META = "model.json"
+_FIX = "re-train the model or restore the directory from a backup"
+
+
 def save_model(model: Flow, directory: str | Path) -> Path:
-    """Write ``weights.pt`` and ``model.json`` into ``directory`` (atomically); returns it."""
+    """Write ``weights.pt`` and ``model.json`` into ``directory`` (atomically, as a pair whose
+    ``model.json`` holds the SHA-256 of ``weights.pt``); returns it."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    atomic_torch_save(model.state_dict(), directory / "weights.pt")
-    atomic_write_json({"kind": type(model).__name__, "config": model.config}, directory / "model.json")
+    state = model.state_dict()
+    atomic_write_pair({directory / WEIGHTS: lambda f: torch.save(state, f)}, directory / META,
+                      {"kind": type(model).__name__, "config": model.config})
     return directory
 
 
@@ -49,16 +59,34 @@ def load_model(directory: str | Path, map_location: str | torch.device = "cpu", 
 
     ``extra`` goes to the class's ``from_config`` (e.g. ``chart=`` for a FOM flow whose chart was
     not built by ``get_simulator``).
+
+    Raises:
+        FileNotFoundError: ``model.json`` or ``weights.pt`` is missing.
+        CorruptFileError: ``weights.pt`` does not match the SHA-256 in ``model.json``, either file
+            cannot be read, ``model.json`` lacks a key, or ``weights.pt`` holds anything but tensors.
     """
     directory = Path(directory)
-    for name in ("model.json", "weights.pt"):
-        if not (directory / name).is_file():
-            raise FileNotFoundError(
-                f"{directory / name}: missing; expected a directory written by save_model"
-            )
-    meta = read_json(directory / "model.json")
-    model = _model_class(meta["kind"]).from_config(meta["config"], **extra)
-    state = torch.load(directory / "weights.pt", map_location=map_location, weights_only=True)
+    meta_path, weights_path = directory / META, directory / WEIGHTS
+    with open_pair(meta_path, [WEIGHTS], fix=_FIX, hint="a directory written by save_model") as (meta, files):
+        for key, kind in (("kind", str), ("config", dict)):
+            if key not in meta:
+                raise CorruptFileError(f"{meta_path}: missing key {key!r}; expected the keys 'kind' and "
+                                       f"'config' written by save_model, got {sorted(meta)}; {_FIX}")
+            if not isinstance(meta[key], kind):
+                raise CorruptFileError(f"{meta_path}: key {key!r}: expected a JSON "
+                                       f"{'string' if kind is str else 'object'}, got {meta[key]!r}; {_FIX}")
+        model = _model_class(meta["kind"]).from_config(meta["config"], **extra)
+        state = torch_load_tensors(files[WEIGHTS], weights_path, map_location=map_location, fix=_FIX)
+    if not (isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values())):
+        got = type(state).__name__ if not isinstance(state, dict) else (
+            "an empty dict" if not state else "a dict holding non-tensors")
+        raise CorruptFileError(f"{weights_path}: expected a state_dict (a non-empty dict of tensors) "
+                               f"as save_model writes, got {got}; {_FIX}")
     dtype = next(iter(state.values())).dtype
-    model.to(dtype).load_state_dict(state)
+    try:
+        model.to(dtype).load_state_dict(state)
+    except RuntimeError as err:
+        detail = " ".join(str(err).split())
+        raise CorruptFileError(f"{weights_path}: its tensors do not fit the model that {META} describes "
+                               f"({detail[:300]}); {_FIX}") from None
     return model.eval()

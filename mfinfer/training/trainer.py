@@ -1,8 +1,10 @@
 """The training loop: AdamW, cosine learning rate, clipping, early stopping, atomic checkpoints.
 
 A run directory holds ``checkpoint.pt`` (tensors and numbers only, loaded with
-``weights_only=True``) and ``train_config.json``. ``resume=True`` continues from the last completed
-epoch and ends with exactly the weights of an uninterrupted run: batches are shuffled by a
+``weights_only=True``), its sidecar ``checkpoint.json`` (epoch and the SHA-256 of ``checkpoint.pt``,
+written after it as a pair: see :func:`mfinfer.utils.atomic_write_pair`; a resume refuses a
+checkpoint that does not match it) and ``train_config.json``. ``resume=True`` continues from the
+last completed epoch and ends with exactly the weights of an uninterrupted run: batches are shuffled by a
 generator seeded from (seed, epoch), so nothing random lives outside the checkpoint.
 """
 
@@ -19,11 +21,19 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mfinfer.errors import NonFiniteLossError
+from mfinfer.errors import CorruptFileError, NonFiniteLossError
 from mfinfer.models import Flow
 from mfinfer.training.data import check_training_data, split
 from mfinfer.training.phases import PHASES, SCHEDULES, Schedule, segments
-from mfinfer.utils import atomic_torch_save, atomic_write_json, progress_bar, read_json, resolve_device
+from mfinfer.utils import (
+    atomic_write_json,
+    atomic_write_pair,
+    open_pair,
+    progress_bar,
+    read_json,
+    resolve_device,
+    torch_load_tensors,
+)
 
 __all__ = ["NonFiniteLossError", "TrainConfig", "train"]
 
@@ -135,7 +145,7 @@ def train(
                    if saved_cfg.get(k) != cfg_record[k]]
         if changed:
             raise ValueError(f"resume: {run_dir} was trained with different {changed}; use a new run_dir")
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        state = _load_checkpoint(ckpt_path, device)
         model.load_state_dict(state["model"])
     elif run_dir is not None:
         atomic_write_json(cfg_record, run_dir / "train_config.json")
@@ -143,6 +153,32 @@ def train(
     while state["segment"] < len(plan):
         _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_path)
     return state["history"]
+
+
+CHECKPOINT_SIDECAR = "checkpoint.json"
+_CKPT_KEYS = ("segment", "epoch", "history", "model")
+_CKPT_FIX = ("delete checkpoint.pt and checkpoint.json from the run directory to train from scratch, "
+             "or restore both from a backup")
+
+
+def _save_checkpoint(state: dict[str, Any], ckpt_path: Path) -> None:
+    """``checkpoint.pt`` then ``checkpoint.json`` (its SHA-256), atomically as a pair."""
+    atomic_write_pair({ckpt_path: lambda f: torch.save(state, f)}, ckpt_path.with_name(CHECKPOINT_SIDECAR),
+                      {"segment": state["segment"], "epoch": state["epoch"]})
+
+
+def _load_checkpoint(ckpt_path: Path, device: torch.device) -> dict[str, Any]:
+    """The checkpoint's state, checked against the SHA-256 in ``checkpoint.json`` (a run directory
+    from before the sidecar existed has none and loads unchecked)."""
+    with open_pair(ckpt_path.with_name(CHECKPOINT_SIDECAR), [ckpt_path.name], fix=_CKPT_FIX,
+                   hint="a checkpoint written by train", require_sidecar=False) as (_, files):
+        state = torch_load_tensors(files[ckpt_path.name], ckpt_path, map_location=device, fix=_CKPT_FIX)
+    missing = [k for k in _CKPT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        got = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
+        raise CorruptFileError(f"{ckpt_path}: expected a checkpoint with the keys {list(_CKPT_KEYS)}, "
+                               f"missing {missing} (got {got}); {_CKPT_FIX}")
+    return state
 
 
 def _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_path) -> None:
@@ -216,7 +252,7 @@ def _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_pat
                          best_val=best["val"], best_weights=best["weights"], bad_epochs=best["bad"])
         if ckpt_path is not None:
             state["model"] = model.state_dict()
-            atomic_torch_save(state, ckpt_path)
+            _save_checkpoint(state, ckpt_path)
         if done:
             break
     bar.close()
