@@ -19,6 +19,7 @@ The subpackages follow the data flow, left to right:
 - ``evaluation``: metrics, their registry, reports;
 - ``io``: ROOT event files; ``plotting``: corner plots;
 - ``config``, ``pipeline``, ``cli``: YAML runs and the ``mfinfer`` command;
+- ``files``: atomic writes, SHA-256-checked file pairs, safe loading;
 - ``errors``: the exceptions; ``priors``; ``utils``.
 
 Reference: Brehmer & Cranmer, "Flows for simultaneous manifold learning and density estimation",

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from mfinfer.utils import atomic_write
+from mfinfer.files import atomic_write
 
 __all__ = ["corner_plot"]
 

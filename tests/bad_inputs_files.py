@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from mfinfer.errors import CorruptFileError
+from mfinfer.files import read_json
 from mfinfer.models import AmbientFlow, load_model, save_model
 from mfinfer.training import TrainConfig, train
-from mfinfer.utils import read_json
 
 __all__ = ["CASES", "Payload", "flip_tensor_byte", "saved_model", "tensor_data_span", "trained_run"]
 

@@ -26,12 +26,10 @@ from bad_inputs_files import (
     trained_run,
 )
 
-from mfinfer import utils
 from mfinfer.errors import CorruptFileError
-from mfinfer.models import load_model
-from mfinfer.training import train
-from mfinfer.utils import (
+from mfinfer.files import (
     TEMP_DIR,
+    atomic,
     atomic_torch_save,
     atomic_write,
     atomic_write_json,
@@ -42,6 +40,8 @@ from mfinfer.utils import (
     sha256_file,
     torch_load_tensors,
 )
+from mfinfer.models import load_model
+from mfinfer.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,7 +105,7 @@ def test_checkpoint_without_sidecar_resumes(tmp_path):
 
 SLOW_WRITER = textwrap.dedent("""
     import sys, time
-    from mfinfer.utils import atomic_write
+    from mfinfer.files import atomic_write
 
     def write(f):
         f.write(b"n" * 4_000_000)
@@ -163,8 +163,8 @@ def test_clean_temp_rules(tmp_path):
     names = {
         "old-foreign": ("a.bin.00000000-1.abc.tmp", 2 * day),
         "new-foreign": ("a.bin.00000000-1.abd.tmp", 60),
-        "ours-before-start": (f"a.bin.{utils._HOST}-{os.getpid()}.abe.tmp", day),
-        "ours-now": (f"a.bin.{utils._HOST}-{os.getpid()}.abf.tmp", 0),
+        "ours-before-start": (f"a.bin.{atomic._HOST}-{os.getpid()}.abe.tmp", day),
+        "ours-now": (f"a.bin.{atomic._HOST}-{os.getpid()}.abf.tmp", 0),
         "not-ours": ("notes.txt", 2 * day),
     }
     now = time.time()
@@ -235,7 +235,7 @@ def test_pair_sidecar_is_renamed_last(tmp_path, monkeypatch):
 DIE_BEFORE_SIDECAR = textwrap.dedent("""
     import os, sys
     from pathlib import Path
-    from mfinfer.utils import atomic_write_pair
+    from mfinfer.files import atomic_write_pair
 
     real = os.replace
     def replace(src, dst):
@@ -354,6 +354,89 @@ def test_torch_load_tensors_refuses_objects(tmp_path):
     _assert_no_unsafe_advice(err)
     torch.save({"w": torch.ones(3), "n": 4, "h": [{"a": 1.5}]}, path)
     assert torch_load_tensors(path, path)["n"] == 4
+
+
+# (g) posteriors and ROOT event files use the shared writers -------------------------------
+
+def _small_posterior():
+    from mfinfer.inference import Posterior
+
+    samples = np.random.default_rng(0).normal(size=(50, 2))
+    return Posterior(samples, None, labels=["a", "b"], metadata={"point": 1})
+
+
+def test_posterior_is_a_checked_pair(tmp_path, monkeypatch):
+    from mfinfer.inference import Posterior
+
+    order = []
+    real_replace = os.replace
+
+    def recording_replace(src, dst):
+        order.append(Path(dst).name)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", recording_replace)
+    npz = _small_posterior().save(tmp_path / "p")
+    assert order == ["p.npz", "p.json"] and not (tmp_path / TEMP_DIR).exists()
+    summary = json.loads((tmp_path / "p.json").read_text())
+    assert summary["sha256"] == {"p.npz": sha256_file(npz)}
+    np.testing.assert_array_equal(Posterior.load(npz).samples, _small_posterior().samples)
+
+    data = bytearray(npz.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    npz.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match=r"p\.npz: SHA-256 does not match p\.json"):
+        Posterior.load(npz)
+    npz.write_bytes(b"")
+    del summary["sha256"]  # a posterior saved before the digests: read unchecked
+    (tmp_path / "p.json").write_text(json.dumps(summary))
+    with pytest.raises(CorruptFileError, match=r"p\.npz: expected an npz file"):
+        Posterior.load(npz)
+
+
+def test_legacy_posterior_loads_and_nan_samples_are_refused(tmp_path):
+    from mfinfer.inference import Posterior
+
+    post = _small_posterior()
+    npz = post.save(tmp_path / "p")
+    summary = json.loads((tmp_path / "p.json").read_text())
+    del summary["sha256"]
+    (tmp_path / "p.json").write_text(json.dumps(summary))
+    np.testing.assert_array_equal(Posterior.load(npz).samples, post.samples)
+
+    samples = post.samples.copy()
+    samples[3, 1] = np.nan
+    np.savez(npz, samples=samples)
+    with pytest.raises(CorruptFileError, match=r"p\.npz: 'samples' holds 1 NaN"):
+        Posterior.load(npz)
+    (tmp_path / "q.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"q\.npz: missing; expected q\.npz and q\.json"):
+        Posterior.load(tmp_path / "q")
+
+
+def test_write_events_uses_the_atomic_writer(tmp_path, monkeypatch):
+    from mfinfer.io.root import read_events, write_events
+
+    seen = []
+    real_replace = os.replace
+
+    def recording_replace(src, dst):
+        seen.append((Path(src).parent.name, Path(dst).name))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", recording_replace)
+    x = np.arange(8.0).reshape(4, 2)
+    path = write_events(tmp_path / "ev.root", x, metadata={"seed": 3})
+    assert seen == [(TEMP_DIR, "ev.root")] and sorted(p.name for p in tmp_path.iterdir()) == ["ev.root"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~_umask()
+    x2, theta, meta = read_events(path)
+    assert np.array_equal(x, x2) and theta is None and meta == {"seed": 3}
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 # the shared bad-input cases ------------------------------------------------------------------

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from mfinfer.evaluation import report  # noqa: E402 - after the repository root is on the path
 from mfinfer.evaluation.registry import Metric, metric, resolve_options, select  # noqa: E402
-from mfinfer.utils import atomic_write_json  # noqa: E402
+from mfinfer.files import atomic_write_json  # noqa: E402
 
 __all__ = ["collect", "main", "results_table", "stage_times", "target_check"]
 

@@ -51,6 +51,17 @@ def _as_samples(a: Any, name: str, dim: int | None = None, *, min_rows: int = 2,
     return a
 
 
+def _truth(truth: Any, samples: np.ndarray) -> np.ndarray:
+    """The true θ* as a finite (p,) array matching the samples' columns."""
+    t = np.asarray(truth, dtype=float).reshape(-1)
+    if t.shape != (samples.shape[1],):
+        raise InputError(f"truth: expected shape ({samples.shape[1]},) to match samples "
+                         f"{samples.shape}, got {t.shape}")
+    if not np.isfinite(t).all():
+        raise InputError(f"truth: expected finite values, got {t.tolist()}")
+    return t
+
+
 def _subsample(a: np.ndarray, max_n: int | None, seed: int) -> np.ndarray:
     """Deterministic subset of at most max_n rows (without replacement)."""
     if max_n is None or len(a) <= max_n:
@@ -230,11 +241,9 @@ def log_prob_at_truth(
         >>> float(np.round(log_prob_at_truth(np.zeros((1, 1)), np.zeros(1), 1.0), 4))
         -0.9189
     """
-    s = _as_samples(samples, "samples", min_rows=1, finite=False)
+    s = _as_samples(samples, "samples", min_rows=1)
     n, p = s.shape
-    t = np.asarray(truth, dtype=float).reshape(-1)
-    if t.shape != (p,):
-        raise InputError(f"truth: expected shape ({p},) to match samples {s.shape}, got {t.shape}")
+    t = _truth(truth, s)
     if not (np.isfinite(bandwidth) and bandwidth > 0):
         raise InputError(f"bandwidth: expected a finite h > 0, got {bandwidth}")
     if scale == "absolute":
@@ -264,9 +273,7 @@ def bias_and_width(samples: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarr
         ``{"bias": mean - truth, "std": std (ddof=1), "pull": |bias| / std}``, each (p,).
     """
     s = _as_samples(samples, "samples")
-    t = np.asarray(truth, dtype=float).reshape(-1)
-    if t.shape != (s.shape[1],):
-        raise InputError(f"truth: expected shape ({s.shape[1]},), got {t.shape}")
+    t = _truth(truth, s)
     bias = s.mean(axis=0) - t
     std = s.std(axis=0, ddof=1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -302,9 +309,9 @@ def reconstruction_error(x: np.ndarray, x_proj: np.ndarray) -> tuple[np.ndarray,
     Returns:
         ``(per_event, mean)``: distances of shape (n,) and their mean.
     """
-    x = np.asarray(x, dtype=float)
-    x_proj = np.asarray(x_proj, dtype=float)
-    if x.shape != x_proj.shape or x.ndim != 2:
+    x = as_matrix(x, None, "x", allow_row=False)
+    x_proj = as_matrix(x_proj, None, "x_proj", allow_row=False)
+    if x.shape != x_proj.shape:
         raise InputError(
             f"x, x_proj: expected equal shapes (n, D), got {x.shape} and {x_proj.shape}"
         )

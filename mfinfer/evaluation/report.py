@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mfinfer.evaluation.registry import METRICS, Metric, select
-from mfinfer.utils import atomic_write_json, read_json
+from mfinfer.files import atomic_write_json, read_json
 
 __all__ = ["METRICS_FILE", "TIMINGS_FILE", "TRUTH", "base_measures", "collect", "read_timings",
            "record_time", "seed_of", "seed_values", "stage_seconds", "summarize", "summary_table"]

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from mfinfer._validation import as_matrix
+from mfinfer.errors import InputError
 from mfinfer.inference.mcmc import MCMCResult, sample_posterior
 from mfinfer.inference.potential import LogLike, LogPosterior
 from mfinfer.inference.storage import (
@@ -68,11 +70,18 @@ class Posterior:
         samples = np.asarray(samples, dtype=float)
         if samples.ndim == 1:
             samples = samples[:, None]
-        if samples.ndim != 2 or len(samples) == 0:
-            raise ValueError(f"samples: expected shape (n, p) with n >= 1, got {samples.shape}")
+        samples = as_matrix(samples, None, "samples")
         p = samples.shape[1]
         if prior is not None and prior.dim != p:
-            raise ValueError(f"prior: dim {prior.dim} does not match samples (n, {p})")
+            raise InputError(f"prior: dim {prior.dim} does not match samples (n, {p})")
+        if prior is not None:
+            outside = np.flatnonzero(~prior.contains(samples))
+            if outside.size:
+                raise InputError(
+                    f"samples: {outside.size} of {len(samples)} lie outside the prior's support "
+                    f"(first: row {outside[0]} = {samples[outside[0]].tolist()}); a posterior "
+                    "cannot put mass where the prior has none: check the sampler or the prior"
+                )
         if log_probs is not None:
             log_probs = np.asarray(log_probs, dtype=float)
             if log_probs.shape != (len(samples),):
@@ -307,7 +316,8 @@ class Posterior:
     # ---------------------------------------------------------------- storage
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write ``<stem>.npz`` (arrays) and ``<stem>.json`` (summary), each atomically.
+        """Write ``<stem>.npz`` (arrays) and ``<stem>.json`` (summary) as one atomic pair (the JSON,
+        renamed last, holds the npz's SHA-256).
 
         See :func:`~mfinfer.inference.storage.save_posterior`.
 

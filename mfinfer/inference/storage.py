@@ -4,21 +4,28 @@ The JSON file is the human-readable :meth:`Posterior.summary` (it carries ``form
 labels, the metadata, the prior's config and the MCMC scalars); the npz file holds the samples,
 their log posteriors and the MCMC arrays. The log-likelihood is never stored: pass it again to
 :func:`load_posterior` to evaluate or extend a loaded posterior.
+
+The two files are written as a pair (:func:`mfinfer.files.atomic_write_pair`): the JSON file is
+renamed into place last and records the SHA-256 of the npz file, which :func:`load_posterior`
+checks, so a reader never sees half a pair and a damaged npz raises ``CorruptFileError``. A JSON
+file without the digest (older saves) loads unchecked.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+from numpy.lib.npyio import NpzFile
 
+from mfinfer.errors import CorruptFileError
+from mfinfer.files import atomic_write_pair, open_pair
 from mfinfer.inference.mcmc import MCMCResult
 from mfinfer.inference.potential import LogLike
 from mfinfer.priors import Prior, prior_from_config
-from mfinfer.utils import atomic_write, json_default
 
 if TYPE_CHECKING:
     from mfinfer.inference.posterior import Posterior
@@ -35,6 +42,7 @@ __all__ = [
 #: Version of the npz + JSON layout; :func:`load_posterior` refuses any other.
 FORMAT_VERSION = 1
 _MCMC_SCALARS = ("acceptance_fraction", "n_steps", "burn_in", "thin", "num_walkers", "converged")
+_FIX = "delete both files and sample the posterior again, or restore them from a backup"
 
 P = TypeVar("P", bound="Posterior")
 
@@ -61,7 +69,8 @@ def posterior_paths(path: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def save_posterior(posterior: Posterior, path: str | os.PathLike) -> Path:
-    """Write ``<stem>.npz`` (arrays) and ``<stem>.json`` (summary), each atomically.
+    """Write ``<stem>.npz`` (arrays) and ``<stem>.json`` (summary and the npz's SHA-256),
+    atomically as a pair (the JSON file last).
 
     Arguments:
         posterior: The posterior to store.
@@ -80,10 +89,8 @@ def save_posterior(posterior: Posterior, path: str | os.PathLike) -> Path:
             mcmc_tau=posterior.mcmc.tau,
             mcmc_ess=posterior.mcmc.ess,
         )
-    text = json.dumps(posterior.summary(), indent=2, default=json_default, allow_nan=True)
     npz, js = posterior_paths(path)
-    atomic_write(npz, lambda f: np.savez(f, **arrays), "wb")
-    atomic_write(js, lambda f: f.write(text + "\n"), "w")
+    atomic_write_pair({npz: lambda f: np.savez(f, **arrays)}, js, posterior.summary())
     return npz
 
 
@@ -106,23 +113,19 @@ def load_posterior(
     Raises:
         FileNotFoundError: one of the two files is missing.
         ValueError: the files have another ``format_version``.
+        CorruptFileError: the npz file does not match the SHA-256 in the JSON file, either file
+            cannot be read, or the samples hold NaN.
     """
     npz, js = posterior_paths(path)
-    for f in (npz, js):
-        if not f.exists():
-            raise FileNotFoundError(
-                f"Posterior.load: {f} not found; expected {npz} and {js} as written by "
-                "Posterior.save"
+    hint = f"{npz.name} and {js.name} as written by Posterior.save"
+    with open_pair(js, [npz.name], fix=_FIX, hint=hint) as (summary, files):
+        version = summary.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(
+                f"Posterior.load: {js} has format_version {version}, this version of mfinfer reads "
+                f"{FORMAT_VERSION}"
             )
-    summary = json.loads(js.read_text())
-    version = summary.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ValueError(
-            f"Posterior.load: {js} has format_version {version}, this version of mfinfer reads "
-            f"{FORMAT_VERSION}"
-        )
-    with np.load(npz, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
+        arrays = _read_npz(files[npz.name], npz)
     if prior is None and summary.get("prior") is not None:
         prior = prior_from_config(summary["prior"])
     mcmc = None
@@ -149,3 +152,26 @@ def load_posterior(
         labels=summary.get("labels"),
         metadata=summary.get("metadata"),
     )
+
+
+def _read_npz(file: Any, npz: Path) -> dict[str, np.ndarray]:
+    """The arrays of a posterior's npz file (no pickle); refuses a damaged file, missing samples
+    and NaN samples."""
+    try:
+        data = np.load(file, allow_pickle=False)
+        if not isinstance(data, NpzFile):
+            raise ValueError(f"a single {type(data).__name__}, not an npz archive")
+        with data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        reason = (str(err).strip().splitlines() or [""])[0][:160]
+        raise CorruptFileError(f"{npz}: expected an npz file written by Posterior.save, got a damaged or "
+                               f"truncated file ({type(err).__name__}: {reason}); {_FIX}") from None
+    samples = arrays.get("samples")
+    if samples is None:
+        raise CorruptFileError(f"{npz}: missing the array 'samples'; expected the arrays written by "
+                               f"Posterior.save, got {sorted(arrays)}; {_FIX}")
+    if samples.dtype.kind in "fc" and np.isnan(samples).any():
+        raise CorruptFileError(f"{npz}: 'samples' holds {int(np.isnan(samples).sum())} NaN values "
+                               f"(of {samples.size}); expected finite samples; {_FIX}")
+    return arrays

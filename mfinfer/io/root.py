@@ -33,19 +33,20 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 import re
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 import numpy as np
 
 from mfinfer.errors import CorruptFileError, InputError, MissingKeyError
+from mfinfer.files import atomic_write, json_default
 from mfinfer.io.expressions import Expression, branch_expressions, parse_expression
-from mfinfer.utils import json_default
 
 __all__ = [
     "CorruptFileError",
@@ -60,6 +61,7 @@ __all__ = [
 FORMAT = "mfinfer-events/1"
 _CHUNK = 100_000  # rows per basket when writing
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_log = logging.getLogger(__name__)  # "selected N of M events from FILE" (INFO)
 
 
 def _uproot():
@@ -167,8 +169,9 @@ def write_events(
 
     The file holds the tree (a float64 branch per observable, then ``theta_0``, ``theta_1``, ...)
     and a JSON ``TObjString`` ``metadata`` (``<tree>_metadata`` for other tree names) with the names
-    and the user's ``metadata``. The file is written to a temporary name in the same directory and
-    moved into place, so readers never see half a file. An existing file at ``path`` is replaced.
+    and the user's ``metadata``. The file is written to a temporary file in ``.tmp/`` next to it and
+    moved into place (:func:`mfinfer.files.atomic_write`), so readers never see half a file. An
+    existing file at ``path`` is replaced.
 
     Arguments:
         path: output file, usually ``*.root``.
@@ -217,13 +220,14 @@ def write_events(
     }
     text = json.dumps(info, default=json_default, sort_keys=False)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     columns = dict(zip(names, x.T, strict=True)) | (
         {} if theta is None else dict(zip(theta_names, theta.T, strict=True))
     )
-    try:
-        with uproot.recreate(tmp) as f:
+
+    def write(tmp: BinaryIO) -> None:
+        # uproot closes the file it is given and needs it readable: give it a read-write duplicate
+        # of the temp's descriptor, so the atomic writer can still flush and fsync its own.
+        with os.fdopen(os.dup(tmp.fileno()), "w+b") as dup, uproot.recreate(dup) as f:
             # mktree + extend: a plain f[tree] = {...} writes an RNTuple with uproot >= 5.7.
             t = f.mktree(tree, {k: np.float64 for k in columns})
             for start in range(0, max(n, 1), _CHUNK):
@@ -231,10 +235,8 @@ def write_events(
                     {k: np.ascontiguousarray(v[start : start + _CHUNK]) for k, v in columns.items()}
                 )
             f[_meta_key(tree)] = text
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
     return path
 
 
@@ -388,7 +390,12 @@ def read_user_events(
 
     Returns:
         ``(x, names)``: events (m, D) float64 and the D column names (m is the number of
-        selected events).
+        selected events). The count is logged at INFO level on ``mfinfer.io.root`` as
+        ``selected m of M events from FILE`` (M: the tree's entries).
+
+    Raises:
+        InputError: besides bad arguments, when no event is selected (the message names the file,
+            the tree and the selection).
     """
     path = Path(path)
     if selection is not None:
@@ -401,6 +408,7 @@ def read_user_events(
         )
     with _open(path) as f:
         t = _get_tree(f, path, tree)
+        entries = int(t.num_entries)
         if selection is None:
             cols = []
             for name, a in _read_arrays(t, path, tree, exprs).items():
@@ -416,7 +424,7 @@ def read_user_events(
                     cols.append(_awkward().to_numpy(a).astype(np.float64))
                 except (ValueError, TypeError) as err:
                     raise InputError(f"{what}: expected one number per event, got {a.type}") from err
-            return np.stack(cols, axis=1), list(exprs)
+            return _selected(np.stack(cols, axis=1), list(exprs), entries, path, tree, None)
 
         inputs = selection.inputs()
         unknown = [k for k in exprs if k not in inputs]
@@ -437,4 +445,15 @@ def read_user_events(
             f"selection: {type(selection).__name__}.select returned events of shape {x.shape} and "
             f"{len(names)} names; expected shape (m, {len(names)})"
         )
+    return _selected(x, names, entries, path, tree, selection)
+
+
+def _selected(x: np.ndarray, names: list[str], entries: int, path: Path, tree: str,
+              selection: EventSelection | None) -> tuple[np.ndarray, list[str]]:
+    """Log how many of the tree's entries were kept; refuse an empty result."""
+    if len(x) == 0:
+        rule = "" if selection is None else f" by the selection {selection!r}"
+        raise InputError(f"{path}: no events selected{rule} from the {entries} entries of tree "
+                         f"{tree!r}; check the file, the tree and the selection")
+    _log.info("selected %d of %d events from %s", len(x), entries, path)
     return x, names

@@ -1,7 +1,7 @@
 """Saving and loading models: ``weights.pt`` (tensors only) plus ``model.json`` (class + config).
 
 ``weights.pt`` is read with ``torch.load(weights_only=True)``, so loading a model never unpickles
-arbitrary objects. The two files are written as a pair (:func:`mfinfer.utils.atomic_write_pair`):
+arbitrary objects. The two files are written as a pair (:func:`mfinfer.files.atomic_write_pair`):
 ``model.json`` is renamed into place last and records the SHA-256 of ``weights.pt``, which
 ``load_model`` checks, so a damaged or changed ``weights.pt`` is refused instead of loading
 silently with other weights. A ``model.json`` without the digest (older saves) loads unchecked.
@@ -15,11 +15,11 @@ from typing import Any
 import torch
 
 from mfinfer.errors import ConfigError, CorruptFileError
+from mfinfer.files import atomic_write_pair, open_pair, torch_load_tensors
 from mfinfer.models.ambient import AmbientFlow
 from mfinfer.models.base import Flow
 from mfinfer.models.fom import FOMFlow
 from mfinfer.models.manifold import ManifoldFlow
-from mfinfer.utils import atomic_write_pair, open_pair, torch_load_tensors
 
 __all__ = ["MODELS", "build_model", "load_model", "save_model"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 import simulators.higgs4l as _package
-from mfinfer.utils import atomic_write_json
+from mfinfer.files import atomic_write_json
 from simulators.higgs4l import kinematics as kin
 from simulators.higgs4l.amplitude import morphing_weights
 from simulators.higgs4l.normalisation import _DATA_DIR, _tag, compute_normalisation

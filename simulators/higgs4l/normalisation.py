@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mfinfer.utils import atomic_write_json
+from mfinfer.files import atomic_write_json
 from simulators.higgs4l import kinematics as kin
 from simulators.higgs4l.amplitude import GAMMA_Z, MH, MZ, SW2, _coeffs, morphing_weights
 from simulators.higgs4l.cuts import CUTS, _lepton_acceptance, _window

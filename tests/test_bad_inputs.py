@@ -1,0 +1,52 @@
+"""The table of bad inputs: every case must raise the expected exception with a message that names
+the problem (API and files), or exit with code 2 and one line, no traceback (CLI).
+
+The cases live next to their areas: ``bad_inputs_api.py`` (models, training, inference, metrics,
+priors, simulators), ``bad_inputs_io.py`` (ROOT files and branch expressions),
+``bad_inputs_files.py`` (damaged weights, checkpoints, JSON) and ``bad_inputs_cli.py`` (configs
+and the command line).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import pytest
+from bad_inputs_api import CASES as API_CASES
+from bad_inputs_cli import CASES as CONFIG_CASES
+from bad_inputs_cli import CLI_CASES
+from bad_inputs_files import CASES as FILE_CASES
+from bad_inputs_io import CASES as IO_CASES
+
+from mfinfer.cli import main
+
+CASES = API_CASES + IO_CASES + FILE_CASES + CONFIG_CASES
+
+
+def test_the_table_is_large_and_ids_are_unique():
+    ids = [c[0] for c in CASES] + [c[0] for c in CLI_CASES]
+    assert len(ids) >= 60
+    assert len(ids) == len(set(ids)), "duplicate case ids"
+
+
+@pytest.mark.parametrize(("call", "exc_type", "keyword"), [pytest.param(*c[1:], id=c[0]) for c in CASES])
+def test_api_rejects_bad_input_clearly(tmp_path: Path, call, exc_type, keyword) -> None:
+    with pytest.raises(exc_type) as info:
+        call(tmp_path)
+    assert keyword.lower() in str(info.value).lower(), f"message does not name {keyword!r}: {info.value}"
+
+
+@pytest.mark.parametrize(("argv", "keyword"), [pytest.param(*c[1:], id=c[0]) for c in CLI_CASES])
+def test_cli_rejects_bad_input_with_one_line(tmp_path: Path, argv, keyword) -> None:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(argv(tmp_path))
+        except SystemExit as exit_:  # argparse errors
+            code = exit_.code
+    text = err.getvalue()
+    assert code == 2, text
+    assert "Traceback" not in text
+    assert keyword.lower() in text.lower(), text
