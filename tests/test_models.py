@@ -151,3 +151,17 @@ def test_bad_input_errors():
         ManifoldFlow(3, 3)
     with pytest.raises(ValueError, match="unconditional"):
         AmbientFlow(2).log_prob(torch.zeros(1, 2), torch.zeros(1, 1))
+
+
+def test_standardisation_ignores_gross_outliers_with_a_warning():
+    """One corrupt row at 1e30 must not map every clean row to the same point."""
+    x = torch.randn(500, 3, dtype=torch.float64) * torch.tensor([2.0, 30.0, 0.5]) + 7.0
+    clean = AmbientFlow(3, num_layers=1, **SMALL).double()
+    clean.fit_standardization(x)
+    dirty = AmbientFlow(3, num_layers=1, **SMALL).double()
+    with pytest.warns(UserWarning, match="1 of 501 training rows"):
+        dirty.fit_standardization(torch.cat([x, torch.tensor([[7.0, 1e30, 7.0]], dtype=torch.float64)]))
+    assert torch.equal(dirty.standardize.shift, clean.standardize.shift)
+    assert torch.equal(dirty.standardize.scale, clean.standardize.scale)
+    z = dirty.standardize(x)[0]
+    assert z.std(0).min() > 0.9  # clean rows stay spread out
