@@ -1,33 +1,42 @@
 """The ``mfinfer`` command line: ``run``, ``simulate``, ``train``, ``infer``, ``evaluate``.
 
 Every subcommand takes a YAML run configuration (see ``mfinfer.config.RunConfig``) and works in its
-run directory, so the stages can be run one by one or all at once with ``mfinfer run``.
+run directory, so the stages can be run one by one or all at once with ``mfinfer run``. The whole
+config is validated before any work.
+
+Exit codes: 0 success; 2 a usage error, an invalid config or argument, or a file that cannot be
+read or written (one line on stderr: ``mfinfer <command>: error: <message>``); 1 an unexpected
+error (a bug: one line naming the exception, to report); 130 interrupted. ``--debug`` prints the
+traceback instead of the one line.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
+import logging
 import sys
-from dataclasses import replace
+import traceback
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from mfinfer.config import ConfigError, RunConfig, load_config
+from mfinfer.config import RunConfig, load_config
+from mfinfer.errors import CorruptFileError, InputError, MfinferError, MissingKeyError
 
 __all__ = ["main"]
 
 
 def _config(args: argparse.Namespace) -> RunConfig:
-    cfg = load_config(args.config)
-    changes = {}
-    if getattr(args, "seeds", None):
-        changes["seeds"] = args.seeds
-    if getattr(args, "device", None):
-        changes["device"] = args.device
-    if getattr(args, "output_dir", None):
-        changes["output_dir"] = args.output_dir
-    return replace(cfg, **changes) if changes else cfg
+    """The config with the command line's overrides, validated as a whole."""
+    overrides = {key: value for key, value in (("seeds", args.seeds), ("device", args.device),
+                                               ("output_dir", args.output_dir)) if value is not None}
+    return load_config(args.config, overrides)
 
 
 def _run(config: RunConfig, seed: int, args: argparse.Namespace):
@@ -36,12 +45,18 @@ def _run(config: RunConfig, seed: int, args: argparse.Namespace):
     return Run(config, seed, progress=not args.quiet)
 
 
+def _simulator(cfg: RunConfig) -> Any:
+    from mfinfer.registry import get_simulator
+
+    return get_simulator(cfg.simulator["name"], **cfg.simulator.get("options", {}))
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from mfinfer.pipeline import run_all
 
     cfg = _config(args)
     summary = run_all(cfg, tuple(args.stages), workers=args.workers, progress=not args.quiet,
-                      scheduler=args.scheduler)
+                      scheduler=args.scheduler, force=args.force)
     print(format_summary(summary, cfg))
     base = Path(cfg.output_dir) / cfg.name
     print(f"\nrun directory: {base}  (summary.json, seed_*/metrics.json, seed_*/timings.json, "
@@ -61,110 +76,168 @@ def format_summary(summary: dict, cfg: RunConfig) -> str:
 def cmd_simulate(args: argparse.Namespace) -> None:
     cfg = _config(args)
     if args.out is None:
+        given = [name for name in ("n", "theta", "seed") if getattr(args, name) is not None]
+        if given:
+            raise InputError(f"--{', --'.join(given)}: apply only with --out FILE (a sample file); "
+                             "without --out the config's training and observed data are simulated")
         for s in cfg.seeds:
             _run(cfg, s, args).simulate()
         return
-    from mfinfer.registry import get_simulator
-
-    sim = get_simulator(cfg.simulator["name"], **cfg.simulator.get("options", {}))
-    rng = np.random.default_rng(args.seed)
+    out = Path(args.out)
+    if out.suffix not in (".root", ".npz"):
+        raise InputError(f"--out: expected a .root or .npz path, got {out}")
+    n, seed = args.n or 1000, args.seed or 0
+    sim = _simulator(cfg)
+    rng = np.random.default_rng(seed)
     if args.theta is not None:
-        theta = np.repeat(sim.prior.check(np.array(args.theta, float), "--theta"), args.n, axis=0)
+        theta = np.repeat(sim.prior.check(np.array(args.theta, float), "--theta"), n, axis=0)
         x = sim.sample(theta, rng)
     else:
-        theta, x = sim.simulate(args.n, rng)
-    meta = {"simulator": cfg.simulator, "seed": args.seed, "n": args.n}
-    out = Path(args.out)
+        theta, x = sim.simulate(n, rng)
+    meta = {"simulator": cfg.simulator, "seed": seed, "n": n}
     if out.suffix == ".root":
         from mfinfer.io import write_events
 
         write_events(out, x, theta, names=getattr(sim, "observable_names", None), metadata=meta)
     elif out.suffix == ".npz":
-        from mfinfer.utils import atomic_write
+        from mfinfer.files import atomic_write
 
         atomic_write(out, lambda f: np.savez(f, x=x, theta=theta))
-    else:
-        raise ValueError(f"--out: expected a .root or .npz path, got {out}")
     print(f"wrote {len(x)} events to {out}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     cfg = _config(args)
+    names = [m.name for m in cfg.models]
+    if args.model is not None and args.model not in names:
+        near = difflib.get_close_matches(args.model, names, n=len(names), cutoff=0.0)
+        raise InputError(f"--model: no model named {args.model!r} in {args.config}; its models are "
+                         f"(nearest first) {near}")
     for s in cfg.seeds:
         run = _run(cfg, s, args)
         run.simulate()
-        run.train(only=args.model)
+        run.train(only=args.model, force=args.force)
 
 
-def _read_events(args: argparse.Namespace, data_dim: int) -> np.ndarray:
-    path = Path(args.events)
-    if path.suffix == ".npz":
+@contextlib.contextmanager
+def _show_info(logger: str) -> Iterator[None]:
+    """Print the INFO messages of ``logger`` on stdout (e.g. mfinfer.io's "selected N of M events
+    from FILE") while the block runs."""
+    log, handler = logging.getLogger(logger), logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+
+
+def _read_npz(path: Path) -> np.ndarray:
+    try:
         with np.load(path, allow_pickle=False) as f:
+            if "x" not in f.files:
+                raise MissingKeyError(f"{path}: no array 'x' (the events); it holds {f.files}; "
+                                      "write events with `mfinfer simulate CONFIG --out FILE.npz`")
             return f["x"]
+    except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        # numpy reads what is not an archive as a pickle, which allow_pickle=False refuses
+        reason = "not a .npz (zip) archive" if "pickle" in str(err) else str(err)
+        raise CorruptFileError(f"{path}: not a readable .npz file of events ({reason}); write one "
+                               "with `mfinfer simulate CONFIG --out FILE.npz`") from None
+
+
+def _read_events(args: argparse.Namespace, cfg: RunConfig) -> np.ndarray:
+    """The events of ``--events``, checked against the simulator's ``data_dim``."""
     from mfinfer.io import read_events, read_user_events
 
-    if args.branches or args.leptons:
-        selection = _event_selection(args) if args.leptons else None
-        x, _ = read_user_events(path, args.tree, branches=args.branches, selection=selection)
-        return x
-    return read_events(path, tree=args.tree)[0]
+    path, sim = Path(args.events), _simulator(cfg)
+    if path.suffix == ".npz":
+        x = _read_npz(path)
+    elif args.branches or args.leptons:
+        selection = _event_selection(sim, cfg) if args.leptons else None
+        with _show_info("mfinfer.io"):
+            x, _ = read_user_events(path, args.tree, branches=args.branches, selection=selection)
+    else:
+        x = read_events(path, tree=args.tree)[0]
+    if x.ndim != 2 or x.shape[1] != sim.data_dim or len(x) == 0:
+        raise InputError(f"--events {path}: expected events of shape (n >= 1, {sim.data_dim}) for "
+                         f"simulator {cfg.simulator['name']!r}, got {x.shape}")
+    return x
 
 
-def _event_selection(args: argparse.Namespace):  # returns the simulator's selection object
+def _event_selection(sim: Any, cfg: RunConfig) -> Any:  # the simulator's selection object
     """The simulator's own selection of events from jagged collections (``--leptons``)."""
-    from mfinfer.registry import get_simulator
-
-    cfg = _config(args)
-    sim = get_simulator(cfg.simulator["name"], **cfg.simulator.get("options", {}))
     if not hasattr(sim, "event_selection"):
-        raise ValueError(f"--leptons: simulator {cfg.simulator['name']!r} defines no "
+        raise InputError(f"--leptons: simulator {cfg.simulator['name']!r} defines no "
                          "event_selection(); read flat branches with --branches instead")
     return sim.event_selection()
 
 
 def cmd_infer(args: argparse.Namespace) -> None:
     cfg = _config(args)
+    x = _read_events(args, cfg) if args.events else None  # before any run directory is touched
+    tag = Path(args.events).stem if args.events else None
     for s in cfg.seeds:
         run = _run(cfg, s, args)
-        if args.events:
-            x = _read_events(args, run.simulator.data_dim)
-            tag = Path(args.events).stem
-            run.infer(x_obs=x, tag=tag)
+        run.infer(x_obs=x, tag=tag, force=args.force)
+        if tag is not None:
             from mfinfer.inference import Posterior
 
             for m in cfg.models:
                 post = Posterior.load(run.posterior_path(tag, m.name))
                 print(f"{m.name}: mean {np.round(post.mean, 4).tolist()} "
                       f"std {np.round(post.std, 4).tolist()}")
-        else:
-            run.infer()
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from mfinfer.evaluation.report import summarize
 
     cfg = _config(args)
-    results = [_run(cfg, s, args).evaluate() for s in cfg.seeds]
+    results = [_run(cfg, s, args).evaluate(force=args.force) for s in cfg.seeds]
     print(format_summary(summarize(results), cfg))
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``low``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mfinfer", description="Simulation-based inference with "
                                      "manifold-learning flows (M-flows).")
+    debug_help = "on an error, print the traceback instead of one line"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def common(p: argparse.ArgumentParser) -> None:
+    def common(p: argparse.ArgumentParser, force: str | None = None) -> None:
         p.add_argument("config", help="YAML run configuration")
-        p.add_argument("--seeds", type=int, nargs="+", help="override the config's seeds")
-        p.add_argument("--device", help="override the config's device (cpu, cuda, auto)")
+        p.add_argument("--seeds", type=_int_at_least(0), nargs="+",
+                       help="override the config's seeds")
+        p.add_argument("--device", help="override the config's device (auto, cpu, cuda, cuda:N, mps)")
         p.add_argument("--output-dir", help="override the config's output_dir")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+        # also after the subcommand; SUPPRESS keeps a --debug given before it
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
+        if force:
+            p.add_argument("--force", action="store_true", help=force)
 
     p = sub.add_parser("run", help="the whole pipeline: simulate, train, infer, evaluate")
-    common(p)
+    common(p, "redo the stages even where current results exist")
     p.add_argument("--stages", nargs="+", default=["simulate", "train", "infer", "evaluate"],
                    choices=["simulate", "train", "infer", "evaluate"])
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", type=_int_at_least(1), default=1,
                    help="run seeds in parallel dask worker processes")
     p.add_argument("--scheduler", help="address of an existing dask scheduler")
     p.set_defaults(func=cmd_run)
@@ -173,18 +246,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="simulate training and observed data, or --out a sample file")
     common(p)
     p.add_argument("--out", help="write N events to this .root (TTree) or .npz file instead")
-    p.add_argument("--n", type=int, default=1000, help="number of events for --out")
+    p.add_argument("--n", type=_int_at_least(1), help="number of events for --out (default 1000)")
     p.add_argument("--theta", type=float, nargs="+", help="simulate at this θ (default: θ ~ prior)")
-    p.add_argument("--seed", type=int, default=0, help="seed for --out")
+    p.add_argument("--seed", type=_int_at_least(0), help="seed for --out (default 0)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("train", help="train the config's models (resumes from checkpoints)")
-    common(p)
+    common(p, "train afresh even where a current trained model exists")
     p.add_argument("--model", help="train only this model")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("infer", help="sample posteriors for the observed data or for --events")
-    common(p)
+    common(p, "sample again even where current posteriors exist")
     p.add_argument("--events", help="observed events: a .root or .npz file")
     p.add_argument("--tree", default="events", help="tree name in the ROOT file")
     p.add_argument("--branches", nargs="+", help="branch expressions to read as observables")
@@ -193,19 +266,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_infer)
 
     p = sub.add_parser("evaluate", help="metrics.json and corner plots from the posteriors")
-    common(p)
+    common(p, "recompute metrics.json even where it is current")
     p.set_defaults(func=cmd_evaluate)
     return parser
 
 
+def _message(err: BaseException) -> str:
+    """An exception's message on one line; an OS error as ``<file>: <reason>``."""
+    if isinstance(err, OSError) and not isinstance(err, MfinferError) and err.strerror:
+        name = "" if err.filename is None else str(err.filename)
+        text = err.strerror if name in err.strerror else f"{name}: {err.strerror}"
+        if isinstance(err, PermissionError):
+            text += "; check the permissions of that path or use another one"
+    elif isinstance(err, KeyError) and not isinstance(err, MfinferError):
+        text = f"missing key {err}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit code (see the module docstring)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help (0) or a usage error (2), already printed by argparse
+        return exit_.code if isinstance(exit_.code, int) else 2
+    error: BaseException
     try:
         args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError, KeyError) as err:
-        print(f"mfinfer {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+    except KeyboardInterrupt as err:
+        code, line, error = 130, "interrupted; run the same command again to resume", err
+    except (MfinferError, OSError, ValueError, KeyError) as err:
+        code, line, error = 2, f"error: {_message(err)}", err
+    except Exception as err:
+        code, line, error = 1, (f"unexpected error: {type(err).__name__}: {_message(err)}; please "
+                                "rerun with --debug for the traceback and report it"), err
+    if args.debug:
+        traceback.print_exception(error)
+    else:
+        print(f"mfinfer {args.command}: {line}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":
