@@ -4,8 +4,9 @@ One run directory per seed, ``<output_dir>/<name>/seed_<seed>/``::
 
     config.yaml  seeds.json  log.txt  timings.json
     data/train.npz  data/observed_<k>.npz
-    models/<model>/checkpoint.pt ... models/<model>/final/{weights.pt, model.json}
-    posteriors/point_<k>/<model>.{npz,json}   (and truth.{npz,json})
+    models/<model>/identity.json  models/<model>/checkpoint.pt ...
+    models/<model>/final/{weights.pt, model.json}
+    posteriors/point_<k>/<model>.{npz,json}   (and truth.{npz,json}; point_<tag>/ for --events)
     plots/corner_point_<k>.png  metrics.json
 
 ``metrics.json`` holds every metric of :mod:`mfinfer.evaluation.registry` that applies;
@@ -13,23 +14,57 @@ One run directory per seed, ``<output_dir>/<name>/seed_<seed>/``::
 posterior and point, evaluate), merged across resumed passes
 (:func:`mfinfer.evaluation.report.record_time`).
 
-Every stage writes its outputs atomically and is skipped when they exist, so an interrupted run
-resumes at the stage (and training epoch) where it stopped. Re-running with the same config and
-seed reproduces ``metrics.json``.
+Results are keyed by content (:mod:`mfinfer.caching`): every output records the content key of
+its inputs, and a stage redoes an item only when the key it computes now differs (or ``force``):
+
+- ``data/*.npz`` (array ``key``): simulator config, seed and ``n_train``, or the true point,
+  ``observed.n_events`` and ``k``;
+- ``models/<model>/identity.json``: the model's name, kind, options, training settings (all but
+  ``progress`` and ``device``) and the SHA-256 of the training data; another key deletes the model
+  directory and trains afresh (the trainer checks the same on resume, ``train_config.json``);
+- a posterior's JSON ``metadata.key``: the events (float64 bytes), the weights (``model.json``'s
+  SHA-256 of ``weights.pt``; the simulator config for the truth), ``mode``, ``mcmc``, the seed
+  and the (point, model) labels of its MCMC seed;
+- ``metrics.json``'s ``inputs_key``: metric options, seed, simulator, true points, posterior keys.
+
+So changing ``mcmc`` re-runs infer and evaluate and keeps the models, changing one model's options
+retrains that model only, and new events under a used ``--events`` name are sampled again. A stage
+run alone refuses stale inputs (``ConfigError`` naming the stage to run first). ``config.yaml`` is
+the config of the latest pass, for provenance only.
+
+Seeds come from (seed, stage, point, model name), never from positions in the config
+(``seeds.json`` states the rule), so adding, removing or reordering models leaves the others'
+weights and posteriors bit-identical. Writes are atomic; an interrupted run resumes at the item
+(and training epoch) where it stopped, after removing the temps of dead writers from the whole run
+directory (:func:`mfinfer.files.clean_temp`). The same config and seed reproduce ``metrics.json``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 import yaml
 
+from mfinfer.caching import (
+    array_digest,
+    canonical,
+    content_key,
+    json_key,
+    npz_key,
+    pair_key,
+    seed_sequence,
+    torch_seed,
+)
 from mfinfer.config import ModelConfig, RunConfig
+from mfinfer.errors import ConfigError
 from mfinfer.evaluation.registry import (
     ModelInputs,
     ObservedInputs,
@@ -38,16 +73,20 @@ from mfinfer.evaluation.registry import (
     resolve_options,
 )
 from mfinfer.evaluation.report import METRICS_FILE, TRUTH, record_time, summarize
+from mfinfer.files import atomic_write, atomic_write_json, clean_temp, read_json, sha256_file
 from mfinfer.inference import ModelLikelihood, Posterior, SimulatorLikelihood
-from mfinfer.models import build_model, load_model, save_model
+from mfinfer.models import Flow, build_model, load_model, save_model
 from mfinfer.plotting import corner_plot
 from mfinfer.registry import get_simulator
 from mfinfer.training import train
-from mfinfer.utils import atomic_write, atomic_write_json, read_json
 
-__all__ = ["STAGES", "Run", "path_name", "run_all"]
+__all__ = ["SEED_STAGES", "STAGES", "Run", "path_name", "run_all"]
 
 STAGES = ("simulate", "train", "infer", "evaluate")
+#: The stage code that follows the seed in every seed sequence.
+SEED_STAGES = {"simulate": 0, "observed": 1, "infer": 2, "evaluate": 3, "train": 4}
+IDENTITY = "identity.json"
+_NOT_IDENTITY = ("progress", "device")  # TrainConfig fields that do not change the weights
 
 
 def path_name(name: str) -> str:
@@ -55,12 +94,8 @@ def path_name(name: str) -> str:
     return name.replace("/", "-").replace("\\", "-")
 
 
-def _seed(*keys: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(list(keys)))
-
-
-def _save_npz(path: Path, **arrays: Any) -> None:
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+def _rng(seed: int, stage: str, *labels: str | int) -> np.random.Generator:
+    return np.random.default_rng(seed_sequence(seed, SEED_STAGES[stage], *labels))
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
@@ -68,6 +103,23 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"{path}: missing; run the 'simulate' stage first")
     with np.load(path, allow_pickle=False) as f:
         return dict(f)
+
+
+class _Job(NamedTuple):
+    """One posterior: true point ``k`` (or an events tag), model ``name``, and its content key."""
+
+    k: int | str
+    label: str
+    theta_true: np.ndarray | None
+    x: np.ndarray
+    name: str
+    model: ModelConfig | None
+    path: Path
+    key: str
+
+    def stored_key(self) -> str | None:
+        """The content key of the posterior stored at ``path`` (None: none or damaged)."""
+        return pair_key(self.path.with_suffix(".json"), self.path.name, "metadata", "key")
 
 
 class Run:
@@ -79,129 +131,219 @@ class Run:
         sim = config.simulator
         self.simulator = get_simulator(sim["name"], **sim.get("options", {}))
         self.dir.mkdir(parents=True, exist_ok=True)
+        for directory, _, _ in os.walk(self.dir):  # temps of writers killed mid-write
+            clean_temp(directory)
         self.log = logging.getLogger(f"mfinfer.run.{config.name}.{seed}")
+        log_path = os.path.abspath(self.dir / "log.txt")
+        for old in list(self.log.handlers):  # one of another output_dir: log here instead
+            if getattr(old, "baseFilename", log_path) != log_path:
+                self.log.removeHandler(old)
+                old.close()
         if not self.log.handlers:
-            handler = logging.FileHandler(self.dir / "log.txt")
+            handler = logging.FileHandler(log_path)
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
             self.log.addHandler(handler)
             self.log.setLevel(logging.INFO)
         self._write_provenance()
 
     def _write_provenance(self) -> None:
-        cfg_path = self.dir / "config.yaml"
-        # the run directory is one seed of one experiment: where it lives and the other seeds
-        # don't matter
-        record = {k: v for k, v in self.config.to_dict().items()
-                  if k not in ("output_dir", "seeds")}
-        text = yaml.safe_dump(record, sort_keys=False)
-        if cfg_path.exists() and cfg_path.read_text() != text:
-            raise ValueError(f"{cfg_path}: this run directory was made with a different config; "
-                             "use another name or output_dir, or delete the directory")
-        atomic_write(cfg_path, lambda f: f.write(text), "w")
-        atomic_write_json({"seed": self.seed, "simulate": [self.seed, 0],
-                           "observed": [self.seed, 1, "k"],
-                           "model_init": "seed * 1000 + model index",
-                           "mcmc": [self.seed, 2, "k", "model index"]},
-                          self.dir / "seeds.json")
+        # the config of the latest pass; where the directory lives and the other seeds don't matter
+        record = {k: v for k, v in self.config.to_dict().items() if k not in ("output_dir", "seeds")}
+        atomic_write(self.dir / "config.yaml", lambda f: f.write(yaml.safe_dump(record, sort_keys=False)),
+                     "w")
+        atomic_write_json({
+            "seed": self.seed,
+            "rule": "numpy.random.SeedSequence([seed, stage code, *labels]); a text label enters as "
+                    "the 4 little-endian 32-bit words of the first 16 bytes of its UTF-8 SHA-256 "
+                    "(mfinfer.caching.seed_sequence), so no seed depends on a model's position",
+            "stage_codes": SEED_STAGES,
+            "simulate": [self.seed, 0], "observed": "[seed, 1, k] for true point k",
+            "train": "torch.manual_seed(torch_seed(SeedSequence([seed, 4, *words(model name)]))) "
+                     "before the model is built; split and batch order from TrainConfig.seed = seed",
+            "infer": "[seed, 2, *words('point_<k>' or 'events'), *words(model name or 'truth')]",
+            "evaluate": [self.seed, 3],
+            "init_torch_seed": {m.name: self._init_seed(m.name) for m in self.config.models},
+        }, self.dir / "seeds.json")
 
-    # ------------------------------------------------------------------ stages
-    def simulate(self) -> None:
+    def _init_seed(self, name: str) -> int:
+        return torch_seed(seed_sequence(self.seed, SEED_STAGES["train"], name))
+
+    # ------------------------------------------------------------------ simulate
+    def _data_path(self, k: int | None) -> Path:
+        return self.dir / "data" / ("train.npz" if k is None else f"observed_{k}.npz")
+
+    def _data_key(self, k: int | None) -> str:
+        sim, obs = self.config.simulator, self.config.observed
+        if k is None:
+            return content_key("simulate", sim, self.seed, self.config.n_train)
+        return content_key("observed", sim, self.seed, np.asarray(obs.theta[k], float), obs.n_events, k)
+
+    def _data(self, k: int | None = None) -> dict[str, np.ndarray]:
+        """Training data (k None) or observed point k, refused when simulated with other settings."""
+        path = self._data_path(k)
+        data = _load_npz(path)
+        if str(data.get("key")) != self._data_key(k):
+            raise ConfigError(f"{path}: simulated with other settings than the config's simulator, "
+                              "seed, n_train and observed now give; run the 'simulate' stage first")
+        return data
+
+    def simulate(self, force: bool = False) -> None:
         t0, done, todo = time.perf_counter(), 0, 0
-        path = self.dir / "data" / "train.npz"
-        if not path.exists():
-            self.log.info("simulating %d training events", self.config.n_train)
-            theta, x = self.simulator.simulate(self.config.n_train, _seed(self.seed, 0))
-            _save_npz(path, theta=theta, x=x)
-            todo += 1
-        else:
-            done += 1
-        for k, theta_true in enumerate(self.config.observed.theta):
-            obs = self.dir / "data" / f"observed_{k}.npz"
-            if not obs.exists():
-                theta_true = self.simulator.prior.check(np.asarray(theta_true, float),
-                                                        "observed.theta")
-                x = self.simulator.sample(np.repeat(theta_true, self.config.observed.n_events, 0),
-                                          _seed(self.seed, 1, k))
-                _save_npz(obs, theta=theta_true[0], x=x)
-                todo += 1
-            else:
+        for k in [None, *range(len(self.config.observed.theta))]:
+            path, key = self._data_path(k), self._data_key(k)
+            if not force and npz_key(path) == key:
                 done += 1
+                continue
+            if k is None:
+                self.log.info("simulating %d training events", self.config.n_train)
+                theta, x = self.simulator.simulate(self.config.n_train, _rng(self.seed, "simulate"))
+            else:
+                theta = self.simulator.prior.check(np.asarray(self.config.observed.theta[k], float),
+                                                   "observed.theta")
+                x = self.simulator.sample(np.repeat(theta, self.config.observed.n_events, 0),
+                                          _rng(self.seed, "observed", k))
+                theta = theta[0]
+            arrays = {"theta": theta, "x": x, "key": np.array(key)}
+            atomic_write(path, lambda f: np.savez(f, **arrays))  # noqa: B023 (called at once)
+            todo += 1
         if todo:  # a pass that finished what an earlier one started adds to its time
             record_time(self.dir, time.perf_counter() - t0, "simulate", add=done > 0)
 
+    # ------------------------------------------------------------------ train
     def model_dir(self, model: ModelConfig) -> Path:
         return self.dir / "models" / path_name(model.name)
 
-    def train(self, only: str | None = None) -> None:
-        data = _load_npz(self.dir / "data" / "train.npz")
-        for i, mcfg in enumerate(self.config.models):
+    def _identity(self, mcfg: ModelConfig, data_sha256: str) -> dict:
+        settings = dataclasses.asdict(mcfg.train_config(self.seed, self.config.device))
+        inputs = canonical({"name": mcfg.name, "kind": mcfg.kind, "options": mcfg.options,
+                            "train": {k: v for k, v in settings.items() if k not in _NOT_IDENTITY},
+                            "init_torch_seed": self._init_seed(mcfg.name), "data_sha256": data_sha256})
+        return {"key": content_key("train", inputs), "inputs": inputs}
+
+    def train(self, only: str | None = None, force: bool = False) -> None:
+        names = [m.name for m in self.config.models]
+        if only is not None and only not in names:
+            raise ConfigError(f"model {only!r}: not in the config; expected one of {names}")
+        data = self._data()
+        sha = array_digest(data["x"], data["theta"])
+        for mcfg in self.config.models:
             if only is not None and mcfg.name != only:
                 continue
-            final = self.model_dir(mcfg) / "final"
-            if (final / "model.json").exists():
+            directory, identity = self.model_dir(mcfg), self._identity(mcfg, sha)
+            fresh = force or json_key(directory / IDENTITY, "key") != identity["key"]
+            if not fresh and (directory / "final" / "model.json").exists():
                 continue
+            if fresh and directory.exists():  # other inputs (or forced): train afresh
+                self.log.info("%s: inputs changed or forced; deleting %s", mcfg.name, directory)
+                shutil.rmtree(directory)
+            atomic_write_json(identity, directory / IDENTITY)
             self.log.info("training %s", mcfg.name)
-            torch.manual_seed(self.seed * 1000 + i)
+            torch.manual_seed(self._init_seed(mcfg.name))
             model = build_model(mcfg.kind, self.simulator, **mcfg.options)
             t0 = time.perf_counter()
             train(model, data["x"], data["theta"],
                   mcfg.train_config(self.seed, self.config.device, self.progress),
-                  run_dir=self.model_dir(mcfg), resume=True)
-            save_model(model, final)
+                  run_dir=directory, resume=True)
+            save_model(model, directory / "final")
             seconds = time.perf_counter() - t0
             record_time(self.dir, seconds, "train", mcfg.name)
             self.log.info("trained %s in %.0f s", mcfg.name, seconds)
 
-    def load(self, mcfg: ModelConfig) -> torch.nn.Module:
+    def _weights_sha256(self, mcfg: ModelConfig, data_sha256: str) -> str:
+        """The SHA-256 of the model's weights, refused when it was trained with other inputs."""
+        directory = self.model_dir(mcfg)
+        meta = directory / "final" / "model.json"
+        if not meta.is_file():
+            raise FileNotFoundError(f"{meta}: missing; train {mcfg.name!r} first (the 'train' stage)")
+        if json_key(directory / IDENTITY, "key") != self._identity(mcfg, data_sha256)["key"]:
+            raise ConfigError(f"{directory}: trained with other settings or data than the config now "
+                              f"gives model {mcfg.name!r}; run the 'train' stage to retrain it")
+        return json_key(meta, "sha256", "weights.pt") or sha256_file(meta.with_name("weights.pt"))
+
+    def load(self, mcfg: ModelConfig) -> Flow:
         model = load_model(self.model_dir(mcfg) / "final", map_location=self.config.device)
         return model.eval()
 
+    # ------------------------------------------------------------------ infer
     def observed(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        d = _load_npz(self.dir / "data" / f"observed_{k}.npz")
+        d = self._data(k)
         return d["theta"], d["x"]
 
     def posterior_path(self, k: int | str, name: str) -> Path:
         return self.dir / "posteriors" / f"point_{k}" / f"{path_name(name)}.npz"
 
-    def infer(self, x_obs: np.ndarray | None = None, tag: str | None = None) -> None:
-        """Sample every posterior at every true point (or for the given events, under ``tag``)."""
-        points = [(tag or "events", None, x_obs)] if x_obs is not None else [
-            (k, *self.observed(k)) for k in range(len(self.config.observed.theta))]
-        names = [(TRUTH, None)] if self.config.truth and x_obs is None else []
-        names += [(m.name, m) for m in self.config.models]
-        for k, theta_true, x in points:
-            for j, (name, mcfg) in enumerate(names):
-                path = self.posterior_path(k, name)
-                if path.exists():
-                    continue
-                self.log.info("sampling posterior %s at point %s", name, k)
-                t0 = time.perf_counter()
-                like = SimulatorLikelihood(self.simulator, x) if mcfg is None else \
-                    ModelLikelihood(self.load(mcfg), x, mode=mcfg.mode)
-                mc = self.config.mcmc
-                kseed = k if isinstance(k, int) else 99
-                post = Posterior.from_mcmc(
-                    like, self.simulator.prior, mc.num_samples, num_walkers=mc.num_walkers,
-                    max_steps=mc.max_steps, rng=_seed(self.seed, 2, kseed, j),
-                    progress=self.progress, metadata={"model": name, "point": k,
-                                                      "theta_true": theta_true, "n_events": len(x)},
-                )
-                post.save(path)
-                record_time(self.dir, time.perf_counter() - t0, "infer", name, str(k))
+    def _jobs(self, x_obs: np.ndarray | None = None, tag: str | None = None) -> list[_Job]:
+        """Every posterior to sample, at every true point (or for ``x_obs``), with its content key."""
+        sha = array_digest(*(self._data()[k] for k in ("x", "theta")))
+        mcmc = dataclasses.asdict(self.config.mcmc)
+        sources: list[tuple[str, ModelConfig | None, dict]] = []
+        if self.config.truth and x_obs is None:
+            sources.append((TRUTH, None, {"simulator": self.config.simulator}))
+        sources += [(m.name, m, {"weights_sha256": self._weights_sha256(m, sha), "mode": m.mode})
+                    for m in self.config.models]
+        points: list[tuple[int | str, str, np.ndarray | None, np.ndarray]] = (
+            [(tag or "events", "events", None, np.asarray(x_obs))] if x_obs is not None else
+            [(k, f"point_{k}", *self.observed(k)) for k in range(len(self.config.observed.theta))])
+        jobs = []
+        for k, label, theta_true, x in points:
+            events = array_digest(x)
+            for name, mcfg, source in sources:
+                key = content_key("infer", {"events": events, "model": source, "mcmc": mcmc,
+                                            "seed": self.seed, "labels": [label, name]})
+                jobs.append(_Job(k, label, theta_true, x, name, mcfg, self.posterior_path(k, name), key))
+        return jobs
 
-    def evaluate(self) -> dict:
+    def infer(self, x_obs: np.ndarray | None = None, tag: str | None = None,
+              force: bool = False) -> None:
+        """Sample every posterior at every true point (or for the given events, under ``tag``) whose
+        stored content key differs from its inputs' (all of them with ``force``)."""
+        mc = self.config.mcmc
+        for job in self._jobs(x_obs, tag):
+            if not force and job.stored_key() == job.key:
+                continue
+            self.log.info("sampling posterior %s at point %s", job.name, job.k)
+            t0 = time.perf_counter()
+            like = SimulatorLikelihood(self.simulator, job.x) if job.model is None else \
+                ModelLikelihood(self.load(job.model), job.x, mode=job.model.mode)
+            post = Posterior.from_mcmc(
+                like, self.simulator.prior, mc.num_samples, num_walkers=mc.num_walkers,
+                max_steps=mc.max_steps, rng=_rng(self.seed, "infer", job.label, job.name),
+                progress=self.progress, metadata={"model": job.name, "point": job.k,
+                                                  "theta_true": job.theta_true,
+                                                  "n_events": len(job.x), "key": job.key},
+            )
+            post.save(job.path)
+            record_time(self.dir, time.perf_counter() - t0, "infer", job.name, str(job.k))
+
+    # ------------------------------------------------------------------ evaluate
+    def evaluate(self, force: bool = False) -> dict:
         """Every registered metric (:mod:`mfinfer.evaluation.registry`) of every model and
-        posterior, written to ``metrics.json``, and a corner plot per true point."""
-        t0 = time.perf_counter()
+        posterior, written to ``metrics.json``, and a corner plot per true point; the stored
+        ``metrics.json`` when its ``inputs_key`` is current (and not ``force``)."""
         opts = resolve_options(self.config.metrics)
-        test_theta, test_x = self.simulator.simulate(opts["n_model_samples"], _seed(self.seed, 3))
+        jobs = self._jobs()
+        for job in jobs:
+            if job.stored_key() != job.key:
+                raise ConfigError(f"{job.path}: missing, or sampled with other inputs (events, model "
+                                  "weights, mcmc settings or seed) than the config now gives; run the "
+                                  "'infer' stage first")
+        key = content_key("evaluate", {
+            "metrics": opts, "seed": self.seed, "simulator": self.config.simulator,
+            "posteriors": [[job.label, job.name, job.key] for job in jobs],
+            "theta_true": [array_digest(self.observed(k)[0])
+                           for k in range(len(self.config.observed.theta))]})
+        path = self.dir / METRICS_FILE
+        if not force and json_key(path, "inputs_key") == key:
+            return read_json(path)
+        t0 = time.perf_counter()
+        test_theta, test_x = self.simulator.simulate(opts["n_model_samples"], _rng(self.seed, "evaluate"))
         held_out = {m.name: ModelInputs(self.load(m), test_theta, test_x, self.simulator, self.seed,
                                         opts) for m in self.config.models}
         per_model: dict[str, Any] = {name: compute(inputs) for name, inputs in held_out.items()}
         truth = compute(ModelInputs(None, test_theta, test_x, self.simulator, self.seed, opts))
         if truth:
             per_model[TRUTH] = truth
-        out: dict[str, Any] = {"seed": self.seed, "models": per_model, "points": []}
+        out: dict[str, Any] = {"seed": self.seed, "inputs_key": key, "models": per_model, "points": []}
         names = ([TRUTH] if self.config.truth else []) + list(held_out)
         for k in range(len(self.config.observed.theta)):
             theta_true, x = self.observed(k)
@@ -217,28 +359,31 @@ class Run:
             out["points"].append(row)
             corner_plot(samples, self.dir / "plots" / f"corner_point_{k}.png", truth=theta_true,
                         labels=getattr(self.simulator, "param_names", None))
-        atomic_write_json(out, self.dir / METRICS_FILE)
+        atomic_write_json(out, path)
         record_time(self.dir, time.perf_counter() - t0, "evaluate")
         self.log.info("wrote metrics.json")
         return out
 
-    def run(self, stages: tuple[str, ...] = STAGES) -> dict | None:
+    def run(self, stages: tuple[str, ...] = STAGES, force: bool = False) -> dict | None:
+        """Run ``stages`` in order; ``force`` redoes them even where current results exist."""
         torch.set_num_threads(self.config.threads)
         for stage in stages:
             if stage not in STAGES:
                 raise ValueError(f"stage: must be one of {STAGES}, got {stage!r}")
-            getattr(self, stage)()
+            getattr(self, stage)(force=force)
         return read_json(self.dir / METRICS_FILE) if (self.dir / METRICS_FILE).exists() else None
 
 
-def _run_seed(config: RunConfig, seed: int, stages: tuple[str, ...], progress: bool) -> dict | None:
-    return Run(config, seed, progress).run(stages)
+def _run_seed(config: RunConfig, seed: int, stages: tuple[str, ...], progress: bool,
+              force: bool = False) -> dict | None:
+    return Run(config, seed, progress).run(stages, force=force)
 
 
 def run_all(config: RunConfig, stages: tuple[str, ...] = STAGES, workers: int = 1,
-            progress: bool = True, scheduler: str | None = None) -> dict:
+            progress: bool = True, scheduler: str | None = None, force: bool = False) -> dict:
     """Run every seed (in parallel dask workers when ``workers > 1`` or a scheduler address is
-    given), then write the median summary ``<output_dir>/<name>/summary.json``."""
+    given), then write the median summary ``<output_dir>/<name>/summary.json``. ``force`` redoes
+    the requested stages even where current results exist."""
     seeds = list(config.seeds)
     if workers > 1 or scheduler:
         from dask.distributed import Client, LocalCluster
@@ -247,13 +392,13 @@ def run_all(config: RunConfig, stages: tuple[str, ...] = STAGES, workers: int = 
             n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
             dashboard_address=None)
         with Client(scheduler or cluster) as client:
-            futures = [client.submit(_run_seed, config, s, stages, False, pure=False)
+            futures = [client.submit(_run_seed, config, s, stages, False, force, pure=False)
                        for s in seeds]
             results = client.gather(futures)
         if cluster is not None:
             cluster.close()
     else:
-        results = [_run_seed(config, s, stages, progress) for s in seeds]
+        results = [_run_seed(config, s, stages, progress, force) for s in seeds]
     summary = summarize([r for r in results if r is not None])
     if summary:
         atomic_write_json(summary, Path(config.output_dir) / config.name / "summary.json")

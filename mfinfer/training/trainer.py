@@ -2,10 +2,12 @@
 
 A run directory holds ``checkpoint.pt`` (tensors and numbers only, loaded with
 ``weights_only=True``), its sidecar ``checkpoint.json`` (epoch and the SHA-256 of ``checkpoint.pt``,
-written after it as a pair: see :func:`mfinfer.utils.atomic_write_pair`; a resume refuses a
-checkpoint that does not match it) and ``train_config.json``. ``resume=True`` continues from the
-last completed epoch and ends with exactly the weights of an uninterrupted run: batches are shuffled by a
-generator seeded from (seed, epoch), so nothing random lives outside the checkpoint.
+written after it as a pair: see :func:`mfinfer.files.atomic_write_pair`; a resume refuses a
+checkpoint that does not match it) and ``train_config.json`` (the identity of the run: the settings,
+the model and the SHA-256 of the data; a resume refuses a run of another identity with
+``ConfigError``). ``resume=True`` continues from the last completed epoch and ends with exactly the
+weights of an uninterrupted run: batches are shuffled by a generator seeded from (seed, epoch), so
+nothing random lives outside the checkpoint.
 """
 
 from __future__ import annotations
@@ -21,19 +23,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mfinfer.errors import CorruptFileError, NonFiniteLossError
+from mfinfer.caching import array_digest, canonical
+from mfinfer.errors import ConfigError, CorruptFileError, NonFiniteLossError
+from mfinfer.files import atomic_write_json, atomic_write_pair, open_pair, read_json, torch_load_tensors
 from mfinfer.models import Flow
 from mfinfer.training.data import check_training_data, split
 from mfinfer.training.phases import PHASES, SCHEDULES, Schedule, segments
-from mfinfer.utils import (
-    atomic_write_json,
-    atomic_write_pair,
-    open_pair,
-    progress_bar,
-    read_json,
-    resolve_device,
-    torch_load_tensors,
-)
+from mfinfer.utils import progress_bar, resolve_device
 
 __all__ = ["NonFiniteLossError", "TrainConfig", "train"]
 
@@ -119,7 +115,10 @@ def train(
         drop_invalid: drop NaN/inf rows with a warning instead of raising.
 
     Raises:
-        ValueError: bad data (shapes, NaN/inf) or a checkpoint from a different configuration.
+        ValueError: bad data (shapes, NaN/inf).
+        ConfigError: resuming a checkpoint trained with other settings, another model or other
+            data (``train_config.json`` differs: every TrainConfig field but ``progress`` and
+            ``device``, the model's class and config, the SHA-256 of x and θ).
         NonFiniteLossError: the loss became NaN/inf (names the phase, epoch and batch).
     """
     cfg = config or TrainConfig()
@@ -127,6 +126,7 @@ def train(
     device = resolve_device(cfg.device)
     dtype = next(model.parameters()).dtype
     x, theta = check_training_data(x, theta, model.data_dim, model.param_dim, drop_invalid)
+    data_sha256 = array_digest(x, theta)  # the data as given, before the cast to the model's dtype
     x, theta = x.to(device, dtype), None if theta is None else theta.to(device, dtype)
     model.to(device)
     train_idx, val_idx = split(len(x), cfg.validation_fraction, cfg.seed)
@@ -136,15 +136,11 @@ def train(
     plan = segments(schedule, cfg.epochs)
     run_dir = Path(run_dir) if run_dir is not None else None
     ckpt_path = run_dir / "checkpoint.pt" if run_dir else None
-    cfg_record = {**dataclasses.asdict(cfg), "schedule": schedule, "n_train": len(x)}
+    cfg_record = _identity(model, cfg, schedule, len(x), data_sha256)
 
     state: dict[str, Any] = {"segment": 0, "epoch": 0, "history": []}
     if resume and run_dir is not None and ckpt_path is not None and ckpt_path.exists():
-        saved_cfg = read_json(run_dir / "train_config.json")
-        changed = [k for k in ("schedule", "epochs", "batch_size", "lr", "seed", "n_train")
-                   if saved_cfg.get(k) != cfg_record[k]]
-        if changed:
-            raise ValueError(f"resume: {run_dir} was trained with different {changed}; use a new run_dir")
+        _check_identity(read_json(run_dir / "train_config.json"), cfg_record, run_dir)
         state = _load_checkpoint(ckpt_path, device)
         model.load_state_dict(state["model"])
     elif run_dir is not None:
@@ -153,6 +149,36 @@ def train(
     while state["segment"] < len(plan):
         _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_path)
     return state["history"]
+
+
+#: TrainConfig fields that do not change the trained weights (left out of a run's identity).
+_NOT_IDENTITY = ("progress", "device")
+
+
+def _identity(model: Flow, cfg: TrainConfig, schedule: str, n_train: int, data_sha256: str) -> dict:
+    """What a checkpoint's weights depend on, as ``train_config.json`` records it: every TrainConfig
+    field but ``progress`` and ``device``, the schedule, the model (class and config) and the
+    training data (size and SHA-256 of the float64 bytes of x and θ)."""
+    fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_IDENTITY}
+    return canonical({**fields, "schedule": schedule, "model": {"kind": type(model).__name__,
+                                                                "config": model.config},
+                      "n_train": n_train, "data_sha256": data_sha256})
+
+
+def _check_identity(saved: Any, now: dict, run_dir: Path) -> None:
+    """Refuse to resume a checkpoint whose identity (``train_config.json``) differs from ``now``."""
+    saved = saved if isinstance(saved, dict) else {}
+    changed = [k for k in now if saved.get(k) != now[k]]
+    if changed:
+        diffs = "; ".join(f"{k}: {_short(saved.get(k, '(not recorded)'))} -> {_short(now[k])}"
+                          for k in changed)
+        raise ConfigError(f"resume: {run_dir} holds a checkpoint trained with other settings or data "
+                          f"({diffs}); train into a new run_dir, or delete {run_dir} to train from scratch")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 CHECKPOINT_SIDECAR = "checkpoint.json"
