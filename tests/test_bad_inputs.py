@@ -36,6 +36,7 @@ def test_api_rejects_bad_input_clearly(tmp_path: Path, call, exc_type, keyword) 
     with pytest.raises(exc_type) as info:
         call(tmp_path)
     assert keyword.lower() in str(info.value).lower(), f"message does not name {keyword!r}: {info.value}"
+    assert "weights_only=False" not in str(info.value), "never suggest the unsafe fix"
 
 
 @pytest.mark.parametrize(("argv", "keyword"), [pytest.param(*c[1:], id=c[0]) for c in CLI_CASES])
@@ -49,4 +50,5 @@ def test_cli_rejects_bad_input_with_one_line(tmp_path: Path, argv, keyword) -> N
     text = err.getvalue()
     assert code == 2, text
     assert "Traceback" not in text
+    assert len(text.strip().splitlines()) == 1 or text.startswith("usage:"), text
     assert keyword.lower() in text.lower(), text

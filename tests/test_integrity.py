@@ -439,16 +439,6 @@ def _umask() -> int:
     return mask
 
 
-# the shared bad-input cases ------------------------------------------------------------------
-
-@pytest.mark.parametrize(("case_id", "call", "exc_type", "keyword"), CASES, ids=[c[0] for c in CASES])
-def test_bad_input_case(tmp_path, case_id, call, exc_type, keyword):
-    with pytest.raises(exc_type) as err:
-        call(tmp_path)
-    assert keyword.lower() in str(err.value).lower(), f"{case_id}: {err.value}"
-    _assert_no_unsafe_advice(err)
-
-
 def test_cases_are_well_formed():
     ids = [c[0] for c in CASES]
     assert len(ids) >= 10 and len(set(ids)) == len(ids)

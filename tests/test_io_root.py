@@ -313,14 +313,3 @@ def test_crafted_metadata_never_reaches_eval(tmp_path):
         f["metadata"] = json.dumps(info)
     with pytest.raises(InputError, match="not mfinfer event metadata"):
         read_events(path)
-
-
-# The bad-input cases of tests/bad_inputs_io.py (tests/ is on sys.path: it has no __init__.py).
-from bad_inputs_io import CASES  # noqa: E402
-
-
-@pytest.mark.parametrize(("call", "exc_type", "keyword"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_inputs(tmp_path, call, exc_type, keyword):
-    with pytest.raises(exc_type) as err:
-        call(tmp_path)
-    assert keyword in str(err.value).lower()  # as tests/test_bad_inputs.py checks: keywords are lower case
