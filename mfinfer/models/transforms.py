@@ -16,6 +16,7 @@ from nflows.utils.torchutils import create_alternating_binary_mask
 from torch import Tensor
 
 from mfinfer.errors import InputError
+from mfinfer.models.spline import RQSplineCoupling
 
 __all__ = ["ARCH_OPTIONS", "LULinear", "Standardize", "check_arch", "flow_transform"]
 
@@ -141,7 +142,7 @@ def flow_transform(
             continue
         layers.append(LULinear(features, identity_init=True) if linear else nt.ReversePermutation(features))
         layers.append(
-            nt.PiecewiseRationalQuadraticCouplingTransform(
+            RQSplineCoupling(
                 mask=create_alternating_binary_mask(features, even=(i % 2 == 0)),
                 transform_net_create_fn=lambda n_in, n_out: ResidualNet(
                     n_in, n_out, hidden_features, context_features=ctx, num_blocks=num_blocks
