@@ -6,6 +6,8 @@
   support, the one log posterior used by the sampler, :class:`Posterior` and the estimator.
 - :mod:`~mfinfer.inference.mcmc`: :func:`sample_posterior` (emcee ensemble sampler with
   autocorrelation-based burn-in, thinning and stopping) and its :class:`MCMCResult`.
+- :mod:`~mfinfer.inference.smc`: :func:`sample_smc`, adaptive tempered SMC (prior -> posterior by
+  an ESS-chosen temperature ladder, resample-move), ``sample_posterior(..., method="smc")``.
 - :mod:`~mfinfer.inference.posterior`: :class:`Posterior` (samples + log-prob + prior,
   summaries, corner plots); overlays are :func:`mfinfer.plotting.corner_plot`.
 - :mod:`~mfinfer.inference.storage`: npz + JSON storage of posteriors (``Posterior.save/load``).
@@ -22,6 +24,7 @@ from mfinfer.inference.likelihood import (
 from mfinfer.inference.mcmc import MCMCResult, sample_posterior
 from mfinfer.inference.posterior import Posterior
 from mfinfer.inference.potential import LogLike, LogPosterior
+from mfinfer.inference.smc import SMCResult, sample_smc
 
 __all__ = [
     "LikelihoodEstimator",
@@ -31,8 +34,10 @@ __all__ = [
     "MCMCResult",
     "ModelLikelihood",
     "Posterior",
+    "SMCResult",
     "SimulatorLikelihood",
     "check_events",
     "projection_errors",
     "sample_posterior",
+    "sample_smc",
 ]

@@ -4,6 +4,8 @@
     estimator = LikelihoodEstimator(model=model, prior=prior)
     posterior = estimator.append_simulations(theta, x).train(epochs=20).build_posterior()
     samples = posterior.sample(5000, x=x_obs)
+
+``build_posterior(method="smc")`` samples with tempered SMC instead of emcee (the default).
 """
 
 from __future__ import annotations
@@ -102,6 +104,8 @@ class LikelihoodEstimator:
         Arguments:
             mode: The model's density (``"manifold"``, or ``"pie"`` for M-flows).
             **mcmc_kwargs: Defaults for ``sample_posterior`` (``rng``, ``num_walkers``, ...).
+                ``method="smc"`` selects tempered SMC: for low-dimensional θ it needs far fewer
+                likelihood evaluations than emcee (the default), each over all particles at once.
         """
         return LikelihoodPosterior(self.model, self.prior, mode=mode, **mcmc_kwargs)
 

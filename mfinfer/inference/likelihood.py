@@ -83,7 +83,9 @@ class ModelLikelihood:
             (every model) or ``"pie"`` (M-flows only).
         cache: Reuse the projection of the events across θ when the model allows it and
             ``mode == "manifold"``.
-        chunk: Maximal number of (θ, event) pairs per batched model call.
+        chunk: Maximal number of (θ, event) pairs per batched model call. About 10⁴ pairs
+            keep the activations in cache: on one CPU thread 8-16k pairs ran ~25% faster per
+            pair than 200k (power-task M-flow, 20 events).
 
     Attributes:
         cached: Whether the cached projection is used.
@@ -98,7 +100,7 @@ class ModelLikelihood:
     """
 
     def __init__(self, model: Flow, x: Any, mode: str = "manifold", cache: bool = True,
-                 chunk: int = 200_000) -> None:
+                 chunk: int = 16_384) -> None:
         if mode not in get_args(Mode):
             raise InputError(f"mode: must be one of {get_args(Mode)}, got {mode!r}")
         self.model, self.chunk = model.eval(), chunk

@@ -1,10 +1,14 @@
-"""Posterior sampling with emcee's affine-invariant ensemble sampler.
+"""Posterior sampling with emcee's affine-invariant ensemble sampler (default) or tempered SMC.
 
 The sampler is generic: it needs a vectorized log-likelihood ``log_like: (m, p) -> (m,)``
 and a prior from :mod:`mfinfer.priors`. The chain runs in blocks until it is at least
 ``target_tau`` (default 50) integrated autocorrelation times long; burn-in and thinning are
 then set from the autocorrelation time τ, following the emcee documentation
 (https://emcee.readthedocs.io/en/stable/tutorials/autocorr/).
+
+``sample_posterior(..., method="smc")`` hands over to :func:`mfinfer.inference.smc.sample_smc`
+(adaptive tempered SMC, one likelihood call with all particles per sweep; far fewer
+likelihood evaluations for low-dimensional θ).
 
 Reference: Foreman-Mackey et al., "emcee: The MCMC Hammer", arXiv:1202.3665.
 """
@@ -15,14 +19,19 @@ import math
 import sys
 import warnings
 from dataclasses import dataclass
+from typing import Any, Literal, get_args, overload
 
 import emcee
 import numpy as np
 
 from mfinfer.inference.potential import LogLike, LogPosterior
+from mfinfer.inference.smc import SMCResult, sample_smc
 from mfinfer.priors import Prior
 
-__all__ = ["LogLike", "MCMCResult", "sample_posterior"]
+__all__ = ["LogLike", "MCMCResult", "Method", "sample_posterior"]
+
+Method = Literal["emcee", "smc"]
+"""The samplers of :func:`sample_posterior`."""
 
 #: Burn-in in units of the largest autocorrelation time (emcee docs suggest "a few").
 BURN_IN_TAU = 3.0
@@ -130,18 +139,43 @@ def _autocorr_time(chain: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(tau) & (tau > 0), tau, float(len(chain)))
 
 
+@overload
+def sample_posterior(
+    log_like: LogLike, prior: Prior, num_samples: int, *, method: Literal["emcee"] = ...,
+    num_walkers: int = ..., rng: np.random.Generator | int | None = ...,
+    initial: np.ndarray | None = ..., max_steps: int = ..., target_tau: float = ...,
+    progress: bool = ...,
+) -> MCMCResult: ...
+
+
+@overload
+def sample_posterior(
+    log_like: LogLike, prior: Prior, num_samples: int, *, method: Literal["smc"],
+    rng: np.random.Generator | int | None = ..., progress: bool = ..., **smc_options: Any,
+) -> SMCResult: ...
+
+
+@overload
+def sample_posterior(
+    log_like: LogLike, prior: Prior, num_samples: int, *, method: str,
+    rng: np.random.Generator | int | None = ..., progress: bool = ..., **options: Any,
+) -> MCMCResult | SMCResult: ...
+
+
 def sample_posterior(
     log_like: LogLike,
     prior: Prior,
     num_samples: int,
     *,
-    num_walkers: int = 32,
+    method: str = "emcee",
+    num_walkers: int | None = None,
     rng: np.random.Generator | int | None = None,
     initial: np.ndarray | None = None,
     max_steps: int = 20_000,
     target_tau: float = 50.0,
     progress: bool = True,
-) -> MCMCResult:
+    **smc_options: Any,
+) -> MCMCResult | SMCResult:
     """Sample p(θ | x) ∝ exp(log_like(θ)) · prior(θ) with emcee's ensemble sampler.
 
     The walkers move on :class:`~mfinfer.inference.potential.LogPosterior` (prior + likelihood
@@ -158,7 +192,10 @@ def sample_posterior(
             the prior support. It may return ``-inf``; NaN or ``+inf`` raise ValueError.
         prior: Prior over θ with ``dim == p`` (see :mod:`mfinfer.priors`).
         num_samples: Number of posterior samples to return.
-        num_walkers: Ensemble size; at least ``2 p`` and even.
+        method: ``"emcee"`` (default: the ensemble sampler described here) or ``"smc"``
+            (:func:`~mfinfer.inference.smc.sample_smc`, which takes ``rng`` and the
+            ``**smc_options``; the emcee-only options must be left at their defaults).
+        num_walkers: Ensemble size; at least ``2 p`` and even (default 32).
         rng: Seed or generator; makes the run reproducible.
         initial: Start point (p,) — walkers start in a tiny ball around it, inside the
             support — or explicit start positions (num_walkers, p). ``None``: draw from the
@@ -167,9 +204,12 @@ def sample_posterior(
         target_tau: Required chain length in units of the autocorrelation time.
         progress: Show emcee's tqdm progress bar for each block; drawn only when stderr is a
             terminal, so logs and redirected output stay free of bar updates.
+        **smc_options: ``sample_smc`` options (``num_particles``, ``ess_fraction``, ...) for
+            ``method="smc"``.
 
     Returns:
-        An :class:`MCMCResult` with ``samples`` of shape (n, p), n = ``num_samples`` unless
+        For ``method="smc"`` an :class:`~mfinfer.inference.smc.SMCResult`; otherwise an
+        :class:`MCMCResult` with ``samples`` of shape (n, p), n = ``num_samples`` unless
         ``max_steps`` was too small (then fewer, with a warning).
 
     Example:
@@ -180,6 +220,21 @@ def sample_posterior(
         >>> res.samples.shape
         (1000, 1)
     """
+    if method not in get_args(Method):
+        raise ValueError(f"method: must be one of {get_args(Method)}, got {method!r}")
+    if method == "smc":
+        emcee_only = {"num_walkers": num_walkers, "initial": initial,
+                      "max_steps": max_steps if max_steps != 20_000 else None,
+                      "target_tau": target_tau if target_tau != 50.0 else None}
+        given = sorted(k for k, v in emcee_only.items() if v is not None)
+        if given:
+            raise ValueError(f"sample_posterior: {given} are emcee options; method='smc' takes "
+                             "num_particles, ess_fraction, min_moved, max_moves, max_stages")
+        return sample_smc(log_like, prior, num_samples, rng=rng, **smc_options)
+    if smc_options:
+        raise TypeError(f"sample_posterior: unexpected options {sorted(smc_options)} for "
+                        "method='emcee' (they belong to method='smc')")
+    num_walkers = 32 if num_walkers is None else num_walkers
     p = prior.dim
     if int(num_samples) < 1:
         raise ValueError(f"num_samples: expected a positive integer, got {num_samples}")

@@ -19,12 +19,14 @@ from mfinfer._validation import as_matrix
 from mfinfer.errors import InputError
 from mfinfer.inference.mcmc import MCMCResult, sample_posterior
 from mfinfer.inference.potential import LogLike, LogPosterior
+from mfinfer.inference.smc import SMCResult
 from mfinfer.inference.storage import (
     FORMAT_VERSION,
     load_posterior,
     mcmc_summary,
     prior_to_config,
     save_posterior,
+    smc_summary,
 )
 from mfinfer.priors import Prior
 
@@ -44,6 +46,7 @@ class Posterior:
             :meth:`load`); then only the stored samples can be used.
         log_probs: Unnormalised log posterior of each sample, shape (n,), if known.
         mcmc: Diagnostics of the MCMC run that produced the samples.
+        smc: Diagnostics of the SMC run that produced the samples (``method="smc"``).
         labels: Parameter names, length p (default ``theta_0``, ...).
         metadata: JSON-serialisable free-form information (data set, model, seed, ...).
 
@@ -66,6 +69,7 @@ class Posterior:
         mcmc: MCMCResult | None = None,
         labels: Sequence[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        smc: SMCResult | None = None,
     ) -> None:
         samples = np.asarray(samples, dtype=float)
         if samples.ndim == 1:
@@ -96,6 +100,7 @@ class Posterior:
         self.log_like = log_like
         self.log_probs = log_probs
         self.mcmc = mcmc
+        self.smc = smc
         self.labels = labels
         self.metadata = dict(metadata or {})
 
@@ -118,10 +123,14 @@ class Posterior:
             num_samples: Number of samples to draw.
             labels: Parameter names.
             metadata: JSON-serialisable extra information.
-            **mcmc_kwargs: Passed to ``sample_posterior`` (``num_walkers``, ``rng``,
-                ``initial``, ``max_steps``, ``progress``, ...).
+            **mcmc_kwargs: Passed to ``sample_posterior`` (``method``, ``num_walkers``, ``rng``,
+                ``initial``, ``max_steps``, ``progress``, ...); with ``method="smc"`` the
+                diagnostics go to ``smc`` instead of ``mcmc``.
         """
         res = sample_posterior(log_like, prior, num_samples, **mcmc_kwargs)
+        if isinstance(res, SMCResult):
+            return cls(res.samples, prior, log_like, log_probs=res.log_prob, smc=res,
+                       labels=labels, metadata=metadata)
         return cls(
             res.samples,
             prior,
@@ -275,6 +284,8 @@ class Posterior:
         }
         if self.mcmc is not None:
             out["mcmc"] = mcmc_summary(self.mcmc)
+        if self.smc is not None:
+            out["smc"] = smc_summary(self.smc)
         return out
 
     # ---------------------------------------------------------------- plots

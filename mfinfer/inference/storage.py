@@ -25,6 +25,7 @@ from mfinfer.errors import CorruptFileError
 from mfinfer.files import atomic_write_pair, open_pair
 from mfinfer.inference.mcmc import MCMCResult
 from mfinfer.inference.potential import LogLike
+from mfinfer.inference.smc import SMCResult
 from mfinfer.priors import Prior, prior_from_config
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ __all__ = [
     "posterior_paths",
     "prior_to_config",
     "save_posterior",
+    "smc_summary",
 ]
 
 #: Version of the npz + JSON layout; :func:`load_posterior` refuses any other.
@@ -58,6 +60,22 @@ def mcmc_summary(mcmc: MCMCResult) -> dict:
     out["tau"] = mcmc.tau.tolist()
     out["ess"] = mcmc.ess.tolist()
     return out
+
+
+def smc_summary(smc: SMCResult) -> dict:
+    """The JSON part of an :class:`SMCResult`: scalars and the per-stage diagnostics as lists."""
+    return {
+        "final_ess": smc.final_ess,
+        "moved_fraction": smc.moved_fraction,
+        "log_evidence": smc.log_evidence,
+        "num_particles": smc.num_particles,
+        "num_evaluations": smc.num_evaluations,
+        "converged": smc.converged,
+        "betas": smc.betas.tolist(),
+        "stage_ess": smc.stage_ess.tolist(),
+        "stage_acceptance": smc.stage_acceptance.tolist(),
+        "stage_moves": smc.stage_moves.tolist(),
+    }
 
 
 def posterior_paths(path: str | os.PathLike) -> tuple[Path, Path]:
