@@ -23,3 +23,22 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(torch.float32)
+
+
+#: The analytic test problem of the samplers: x_i ~ N(0.7, SIGMA²), i = 1..N_OBS, flat prior on
+#: [-10, 10], so the posterior of the mean is N(mean(x), SIGMA² / N_OBS) (its tails far inside the box).
+SIGMA = 1.5
+N_OBS = 20
+
+
+@pytest.fixture(scope="session")
+def gauss1d():
+    """(log_like, prior, x) of the analytic 1-d problem above."""
+    from mfinfer import BoxUniform
+
+    x = np.random.default_rng(42).normal(0.7, SIGMA, size=N_OBS)
+
+    def log_like(theta: np.ndarray) -> np.ndarray:
+        return -0.5 * np.sum((x[None, :] - theta[:, :1]) ** 2, axis=1) / SIGMA**2
+
+    return log_like, BoxUniform((-10.0,), (10.0,)), x

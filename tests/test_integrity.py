@@ -211,25 +211,31 @@ def test_written_files_honour_the_umask(tmp_path, umask, expected):
 
 # (e) pairs: the sidecar is renamed last; readers never use half a pair --------------------
 
-def test_pair_sidecar_is_renamed_last(tmp_path, monkeypatch):
-    order = []
+@pytest.fixture
+def renames(monkeypatch) -> list[tuple[str, str]]:
+    """Every os.replace as (source folder, target name), in order."""
+    seen: list[tuple[str, str]] = []
     real_replace = os.replace
 
     def recording_replace(src, dst):
-        order.append(Path(dst).name)
+        seen.append((Path(src).parent.name, Path(dst).name))
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", recording_replace)
+    return seen
+
+
+def test_pair_sidecar_is_renamed_last(tmp_path, renames):
     digests = atomic_write_pair({tmp_path / "a.bin": lambda f: f.write(b"a" * 10),
                                  tmp_path / "b.bin": lambda f: f.write(b"b" * 10)},
                                 tmp_path / "pair.json", {"n": 1})
-    assert order == ["a.bin", "b.bin", "pair.json"]
+    assert [name for _, name in renames] == ["a.bin", "b.bin", "pair.json"]
     meta = json.loads((tmp_path / "pair.json").read_text())
     assert meta == {"n": 1, "sha256": digests}
     assert digests == {n: sha256_file(tmp_path / n) for n in ("a.bin", "b.bin")}
-    order.clear()
+    renames.clear()
     saved_model(tmp_path)
-    assert order == ["weights.pt", "model.json"]
+    assert [name for _, name in renames] == ["weights.pt", "model.json"]
 
 
 DIE_BEFORE_SIDECAR = textwrap.dedent("""
@@ -365,19 +371,11 @@ def _small_posterior():
     return Posterior(samples, None, labels=["a", "b"], metadata={"point": 1})
 
 
-def test_posterior_is_a_checked_pair(tmp_path, monkeypatch):
+def test_posterior_is_a_checked_pair(tmp_path, renames):
     from mfinfer.inference import Posterior
 
-    order = []
-    real_replace = os.replace
-
-    def recording_replace(src, dst):
-        order.append(Path(dst).name)
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", recording_replace)
     npz = _small_posterior().save(tmp_path / "p")
-    assert order == ["p.npz", "p.json"] and not (tmp_path / TEMP_DIR).exists()
+    assert [name for _, name in renames] == ["p.npz", "p.json"] and not (tmp_path / TEMP_DIR).exists()
     summary = json.loads((tmp_path / "p.json").read_text())
     assert summary["sha256"] == {"p.npz": sha256_file(npz)}
     np.testing.assert_array_equal(Posterior.load(npz).samples, _small_posterior().samples)
@@ -414,20 +412,12 @@ def test_legacy_posterior_loads_and_nan_samples_are_refused(tmp_path):
         Posterior.load(tmp_path / "q")
 
 
-def test_write_events_uses_the_atomic_writer(tmp_path, monkeypatch):
+def test_write_events_uses_the_atomic_writer(tmp_path, renames):
     from mfinfer.io.root import read_events, write_events
 
-    seen = []
-    real_replace = os.replace
-
-    def recording_replace(src, dst):
-        seen.append((Path(src).parent.name, Path(dst).name))
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", recording_replace)
     x = np.arange(8.0).reshape(4, 2)
     path = write_events(tmp_path / "ev.root", x, metadata={"seed": 3})
-    assert seen == [(TEMP_DIR, "ev.root")] and sorted(p.name for p in tmp_path.iterdir()) == ["ev.root"]
+    assert renames == [(TEMP_DIR, "ev.root")] and sorted(p.name for p in tmp_path.iterdir()) == ["ev.root"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~_umask()
     x2, theta, meta = read_events(path)
     assert np.array_equal(x, x2) and theta is None and meta == {"seed": 3}

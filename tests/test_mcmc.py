@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import N_OBS, SIGMA
 
 from mfinfer.errors import InputError
 from mfinfer.inference import LogPosterior, MCMCResult, Posterior, sample_posterior
@@ -15,19 +16,11 @@ from mfinfer.inference.storage import FORMAT_VERSION
 from mfinfer.plotting import corner_plot
 from mfinfer.priors import BoxUniform, Gaussian
 
-SIGMA = 1.5
-N_OBS = 20
-
 
 @pytest.fixture(scope="module")
-def gauss1d():
-    """x_i ~ N(mu, SIGMA²), flat prior on [-10, 10]: posterior N(mean(x), SIGMA²/N)."""
-    x = np.random.default_rng(42).normal(0.7, SIGMA, size=N_OBS)
-
-    def log_like(theta: np.ndarray) -> np.ndarray:
-        return -0.5 * np.sum((x[None, :] - theta[:, :1]) ** 2, axis=1) / SIGMA**2
-
-    prior = BoxUniform((-10.0,), (10.0,))
+def gauss1d(gauss1d):
+    """The analytic problem of conftest.py with its posterior mean and std."""
+    log_like, prior, x = gauss1d
     return log_like, prior, x.mean(), SIGMA / np.sqrt(N_OBS)
 
 

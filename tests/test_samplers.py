@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import N_OBS, SIGMA
 from scipy import stats
 
 from mfinfer.inference import (
@@ -15,20 +16,6 @@ from mfinfer.inference import (
     sample_smc,
 )
 from mfinfer.priors import BoxUniform, Gaussian
-
-SIGMA = 1.5
-N_OBS = 20
-
-
-@pytest.fixture(scope="module")
-def gauss1d():
-    """x_i ~ N(mu, SIGMA²), flat prior on [-10, 10]: posterior N(mean(x), SIGMA²/N)."""
-    x = np.random.default_rng(42).normal(0.7, SIGMA, size=N_OBS)
-
-    def log_like(theta: np.ndarray) -> np.ndarray:
-        return -0.5 * np.sum((x[None, :] - theta[:, :1]) ** 2, axis=1) / SIGMA**2
-
-    return log_like, BoxUniform((-10.0,), (10.0,)), x
 
 
 def test_smc_matches_analytic_box_prior(gauss1d):
