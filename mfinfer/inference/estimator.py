@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections import OrderedDict
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from mfinfer._validation import as_matrix
+from mfinfer.caching import array_digest
 from mfinfer.errors import InputError
 from mfinfer.inference.likelihood import ModelLikelihood, check_events
 from mfinfer.inference.posterior import Posterior
@@ -155,8 +155,7 @@ class LikelihoodPosterior:
             x: Observed events (n, D); default: those of :meth:`set_default_x`.
         """
         x = self._x(x)
-        digest = hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
-        key = (digest, x.shape, self.mode, self._model_state())
+        key = (array_digest(x), self.mode, self._model_state())
         like = self._likelihoods.get(key)
         if like is None:
             like = ModelLikelihood(self.model, x, mode=self.mode)

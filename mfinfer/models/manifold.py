@@ -100,18 +100,23 @@ class InjectiveFlow(Flow):
         u = self._check_u(u)
         theta = self._check_theta(theta, len(u))
         with self._grad_context(u, theta):
-            z, ladj = self.inner(u, context=theta)
-            return standard_normal_log_prob(z) + ladj
+            return self._inner_log_prob(u, theta)
+
+    def _inner_log_prob(self, u: Tensor, theta: Tensor | None) -> Tensor:
+        z, ladj = self.inner(u, context=theta)
+        return standard_normal_log_prob(z) + ladj
 
     def log_det_jtj(self, u: Any, theta: Any = None) -> Tensor:
         """log det(JᵀJ) of the decoder at u, (n, d) -> (n,), by forward-mode AD."""
         u = self._check_u(u)
         theta = self._manifold_theta(theta, len(u))
         with self._grad_context(u, theta):
-            if theta is None:
-                return log_det_jtj(jacobian(lambda v: self._decode(v, None), u)[1])
-            theta_rep = theta.repeat_interleave(self.manifold_dim, dim=0)
-            return log_det_jtj(jacobian(lambda v: self._decode(v, theta_rep), u)[1])
+            return self._log_det_jtj(u, theta)
+
+    def _log_det_jtj(self, u: Tensor, theta: Tensor | None) -> Tensor:
+        """On validated u and the manifold's θ (None for a θ-independent manifold)."""
+        theta_rep = None if theta is None else theta.repeat_interleave(self.manifold_dim, dim=0)
+        return log_det_jtj(jacobian(lambda v: self._decode(v, theta_rep), u)[1])
 
     def log_prob(self, x: Any, theta: Any = None, mode: Mode = "manifold") -> Tensor:
         """log p(x|θ), (n, D) -> (n,).
@@ -130,8 +135,9 @@ class InjectiveFlow(Flow):
         with self._grad_context(x, theta):
             if mode == "pie":
                 return self._pie_log_prob(x, theta)
-            u = self._encode(x, self._manifold_theta(theta, len(x)))
-            return self.inner_log_prob(u, theta) - 0.5 * self.log_det_jtj(u, theta)
+            t_manifold = theta if self.conditional_manifold else None
+            u = self._encode(x, t_manifold)
+            return self._inner_log_prob(u, theta) - 0.5 * self._log_det_jtj(u, t_manifold)
 
     def _pie_log_prob(self, x: Tensor, theta: Tensor | None) -> Tensor:
         raise InputError(f"mode='pie' needs an outer bijection; {type(self).__name__} has none")
@@ -235,4 +241,4 @@ class ManifoldFlow(InjectiveFlow):
         log_v = standard_normal_log_prob(v / eps) - v.shape[1] * torch.log(
             torch.as_tensor(eps, dtype=x.dtype)
         )
-        return self.inner_log_prob(u, theta) + log_v + ladj_f + ladj_s
+        return self._inner_log_prob(u, theta) + log_v + ladj_f + ladj_s
