@@ -2,7 +2,7 @@
 arXiv:1906.04032), the same formulas on the same numbers, in fewer and larger tensor ops.
 
 Training spends about two thirds of its time in the spline; nflows' version gathers and scatters
-with boolean masks. This one makes training steps about 20 % faster with results equal to float
+with boolean masks. This one makes training steps faster (see the benchmark) with results equal to float
 rounding (``benchmarks/bench_training.py``). Parameters and state-dict keys are nflows' own.
 """
 
