@@ -26,6 +26,7 @@ from typing import Any, Literal, NoReturn, Union, get_args, get_origin, get_type
 import yaml
 
 from mfinfer.errors import ConfigError, MfinferError
+from mfinfer.inference.mcmc import Method
 from mfinfer.models import MODELS, ManifoldFlow
 from mfinfer.training import TrainConfig
 
@@ -195,14 +196,19 @@ class ObservedConfig:
 
 @dataclass(frozen=True)
 class MCMCConfig:
-    """Posterior sampling settings (see ``mfinfer.inference.sample_posterior``)."""
+    """Posterior sampling settings (see ``mfinfer.inference.sample_posterior``); ``num_walkers``
+    and ``max_steps`` belong to ``method: emcee`` (the default)."""
 
     num_samples: int = field(default=5000, metadata={"min": 1})
     num_walkers: int = field(default=32, metadata={"min": 2})
     max_steps: int = field(default=20_000, metadata={"min": 10})
+    method: str = "emcee"
 
     def __post_init__(self) -> None:
         _check_fields(self, "mcmc")
+        if self.method not in get_args(Method):
+            raise ConfigError(f"mcmc.method: expected one of {list(get_args(Method))}, got "
+                              f"{self.method!r}")
         if self.num_walkers % 2:
             raise ConfigError(f"mcmc.num_walkers: emcee's stretch move needs an even number, got "
                               f"{self.num_walkers}; use {self.num_walkers + 1}")

@@ -305,9 +305,11 @@ class Run:
             t0 = time.perf_counter()
             like = SimulatorLikelihood(self.simulator, job.x) if job.model is None else \
                 ModelLikelihood(self.load(job.model), job.x, mode=job.model.mode)
+            emcee: dict[str, Any] = {"num_walkers": mc.num_walkers, "max_steps": mc.max_steps}
             post = Posterior.from_mcmc(
-                like, self.simulator.prior, mc.num_samples, num_walkers=mc.num_walkers,
-                max_steps=mc.max_steps, rng=_rng(self.seed, "infer", job.label, job.name),
+                like, self.simulator.prior, mc.num_samples, method=mc.method,
+                **(emcee if mc.method == "emcee" else {}),
+                rng=_rng(self.seed, "infer", job.label, job.name),
                 progress=self.progress, metadata={"model": job.name, "point": job.k,
                                                   "theta_true": job.theta_true,
                                                   "n_events": len(job.x), "key": job.key},

@@ -121,6 +121,8 @@ CASES: list[Case] = [
     ("mcmc-nan-likelihood", lambda p: sample_posterior(lambda t: np.full(len(t), np.nan),
                                                        BoxUniform((-1,), (1,)), 10, progress=False),
      ValueError, "nan"),
+    ("grid-too-many-parameters", lambda p: sample_posterior(
+        _gauss_like, BoxUniform((-1,) * 4, (1,) * 4), 10, method="grid"), ValueError, "p <= 3"),
     ("mcmc-not-vectorized", lambda p: sample_posterior(lambda t: 0.0, BoxUniform((-1,), (1,)), 10,
                                                        progress=False), ValueError, "vectorized"),
     ("posterior-nan-samples", lambda p: Posterior(np.array([[0.1], [np.nan]])), InputError, "nan"),

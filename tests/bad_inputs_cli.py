@@ -177,6 +177,8 @@ CASES: list[Case] = [
      "mcmc.max_steps: expected an integer >= 10"),
     ("config-mcmc-unknown", _load(_set("mcmc.walkers", 8)), ConfigError, "mcmc.walkers: unknown field"),
     ("config-mcmc-null", _load(_set("mcmc", None)), ConfigError, "mcmc: expected a mapping"),
+    ("config-mcmc-method", _load(_set("mcmc.method", "hmc")), ConfigError,
+     "mcmc.method: expected one of ['emcee', 'smc', 'grid'], got 'hmc'"),
     ("config-metrics-unknown", _load(_set("metrics", {"kde": 0.1})), ConfigError, "unknown fields ['kde']"),
     ("config-metrics-type", _load(_set("metrics", {"c2st": "yes"})), ConfigError, "metrics.c2st"),
     ("config-metrics-bandwidth", _load(_set("metrics", {"kde_bandwidth": -1})), ConfigError,

@@ -8,6 +8,8 @@
   autocorrelation-based burn-in, thinning and stopping) and its :class:`MCMCResult`.
 - :mod:`~mfinfer.inference.smc`: :func:`sample_smc`, adaptive tempered SMC (prior -> posterior by
   an ESS-chosen temperature ladder, resample-move), ``sample_posterior(..., method="smc")``.
+- :mod:`~mfinfer.inference.grid`: :func:`sample_grid`, an adaptively refined grid for p ≤ 3 whose
+  cost does not grow with the number of samples, ``sample_posterior(..., method="grid")``.
 - :mod:`~mfinfer.inference.posterior`: :class:`Posterior` (samples + log-prob + prior,
   summaries, corner plots); overlays are :func:`mfinfer.plotting.corner_plot`.
 - :mod:`~mfinfer.inference.storage`: npz + JSON storage of posteriors (``Posterior.save/load``).
@@ -15,6 +17,7 @@
 """
 
 from mfinfer.inference.estimator import LikelihoodEstimator, LikelihoodPosterior
+from mfinfer.inference.grid import GridResult, sample_grid
 from mfinfer.inference.likelihood import (
     ModelLikelihood,
     SimulatorLikelihood,
@@ -27,6 +30,7 @@ from mfinfer.inference.potential import LogLike, LogPosterior
 from mfinfer.inference.smc import SMCResult, sample_smc
 
 __all__ = [
+    "GridResult",
     "LikelihoodEstimator",
     "LikelihoodPosterior",
     "LogLike",
@@ -38,6 +42,7 @@ __all__ = [
     "SimulatorLikelihood",
     "check_events",
     "projection_errors",
+    "sample_grid",
     "sample_posterior",
     "sample_smc",
 ]

@@ -5,7 +5,8 @@
     posterior = estimator.append_simulations(theta, x).train(epochs=20).build_posterior()
     samples = posterior.sample(5000, x=x_obs)
 
-``build_posterior(method="smc")`` samples with tempered SMC instead of emcee (the default).
+``build_posterior(method="smc")`` samples with tempered SMC instead of emcee (the default), and
+``method="grid"`` (p ≤ 3) from an adaptively refined grid, the fastest for one or two parameters.
 """
 
 from __future__ import annotations
@@ -106,6 +107,8 @@ class LikelihoodEstimator:
             **mcmc_kwargs: Defaults for ``sample_posterior`` (``rng``, ``num_walkers``, ...).
                 ``method="smc"`` selects tempered SMC: for low-dimensional θ it needs far fewer
                 likelihood evaluations than emcee (the default), each over all particles at once.
+                ``method="grid"`` (p ≤ 3) tabulates the posterior on an adaptive grid: a few
+                hundred batched evaluations for p = 1, independent of the number of samples.
         """
         return LikelihoodPosterior(self.model, self.prior, mode=mode, **mcmc_kwargs)
 

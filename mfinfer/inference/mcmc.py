@@ -8,7 +8,9 @@ then set from the autocorrelation time τ, following the emcee documentation
 
 ``sample_posterior(..., method="smc")`` hands over to :func:`mfinfer.inference.smc.sample_smc`
 (adaptive tempered SMC, one likelihood call with all particles per sweep; far fewer
-likelihood evaluations for low-dimensional θ).
+likelihood evaluations for low-dimensional θ), and ``method="grid"`` to
+:func:`mfinfer.inference.grid.sample_grid` (an adaptively refined grid for p ≤ 3: a few hundred
+to a few thousand evaluations, independent of the number of samples).
 
 Reference: Foreman-Mackey et al., "emcee: The MCMC Hammer", arXiv:1202.3665.
 """
@@ -24,13 +26,14 @@ from typing import Any, Literal, get_args, overload
 import emcee
 import numpy as np
 
+from mfinfer.inference.grid import GridResult, sample_grid
 from mfinfer.inference.potential import LogLike, LogPosterior
 from mfinfer.inference.smc import SMCResult, sample_smc
 from mfinfer.priors import Prior
 
 __all__ = ["LogLike", "MCMCResult", "Method", "sample_posterior"]
 
-Method = Literal["emcee", "smc"]
+Method = Literal["emcee", "smc", "grid"]
 """The samplers of :func:`sample_posterior`."""
 
 #: Burn-in in units of the largest autocorrelation time (emcee docs suggest "a few").
@@ -139,6 +142,13 @@ def _autocorr_time(chain: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(tau) & (tau > 0), tau, float(len(chain)))
 
 
+def _options(method: str) -> str:
+    """The keyword options of the sampler behind ``method`` (for error messages)."""
+    sampler = sample_smc if method == "smc" else sample_grid
+    code = sampler.__code__
+    return ", ".join(code.co_varnames[code.co_argcount:code.co_argcount + code.co_kwonlyargcount])
+
+
 @overload
 def sample_posterior(
     log_like: LogLike, prior: Prior, num_samples: int, *, method: Literal["emcee"] = ...,
@@ -157,9 +167,16 @@ def sample_posterior(
 
 @overload
 def sample_posterior(
+    log_like: LogLike, prior: Prior, num_samples: int, *, method: Literal["grid"],
+    rng: np.random.Generator | int | None = ..., progress: bool = ..., **grid_options: Any,
+) -> GridResult: ...
+
+
+@overload
+def sample_posterior(
     log_like: LogLike, prior: Prior, num_samples: int, *, method: str,
     rng: np.random.Generator | int | None = ..., progress: bool = ..., **options: Any,
-) -> MCMCResult | SMCResult: ...
+) -> MCMCResult | SMCResult | GridResult: ...
 
 
 def sample_posterior(
@@ -174,8 +191,8 @@ def sample_posterior(
     max_steps: int = 20_000,
     target_tau: float = 50.0,
     progress: bool = True,
-    **smc_options: Any,
-) -> MCMCResult | SMCResult:
+    **options: Any,
+) -> MCMCResult | SMCResult | GridResult:
     """Sample p(θ | x) ∝ exp(log_like(θ)) · prior(θ) with emcee's ensemble sampler.
 
     The walkers move on :class:`~mfinfer.inference.potential.LogPosterior` (prior + likelihood
@@ -192,9 +209,10 @@ def sample_posterior(
             the prior support. It may return ``-inf``; NaN or ``+inf`` raise ValueError.
         prior: Prior over θ with ``dim == p`` (see :mod:`mfinfer.priors`).
         num_samples: Number of posterior samples to return.
-        method: ``"emcee"`` (default: the ensemble sampler described here) or ``"smc"``
-            (:func:`~mfinfer.inference.smc.sample_smc`, which takes ``rng`` and the
-            ``**smc_options``; the emcee-only options must be left at their defaults).
+        method: ``"emcee"`` (default: the ensemble sampler described here), ``"smc"``
+            (:func:`~mfinfer.inference.smc.sample_smc`) or ``"grid"``
+            (:func:`~mfinfer.inference.grid.sample_grid`, p ≤ 3); the last two take ``rng``
+            and their ``**options``, and the emcee-only options must be left at their defaults.
         num_walkers: Ensemble size; at least ``2 p`` and even (default 32).
         rng: Seed or generator; makes the run reproducible.
         initial: Start point (p,) — walkers start in a tiny ball around it, inside the
@@ -204,11 +222,13 @@ def sample_posterior(
         target_tau: Required chain length in units of the autocorrelation time.
         progress: Show emcee's tqdm progress bar for each block; drawn only when stderr is a
             terminal, so logs and redirected output stay free of bar updates.
-        **smc_options: ``sample_smc`` options (``num_particles``, ``ess_fraction``, ...) for
-            ``method="smc"``.
+        **options: ``sample_smc`` options (``num_particles``, ``ess_fraction``, ...) for
+            ``method="smc"``; ``sample_grid`` options (``tol``, ``initial_cells``, ...) for
+            ``method="grid"``.
 
     Returns:
-        For ``method="smc"`` an :class:`~mfinfer.inference.smc.SMCResult`; otherwise an
+        For ``method="smc"`` an :class:`~mfinfer.inference.smc.SMCResult`, for ``"grid"`` a
+        :class:`~mfinfer.inference.grid.GridResult`; otherwise an
         :class:`MCMCResult` with ``samples`` of shape (n, p), n = ``num_samples`` unless
         ``max_steps`` was too small (then fewer, with a warning).
 
@@ -222,18 +242,19 @@ def sample_posterior(
     """
     if method not in get_args(Method):
         raise ValueError(f"method: must be one of {get_args(Method)}, got {method!r}")
-    if method == "smc":
+    if method != "emcee":
         emcee_only = {"num_walkers": num_walkers, "initial": initial,
                       "max_steps": max_steps if max_steps != 20_000 else None,
                       "target_tau": target_tau if target_tau != 50.0 else None}
         given = sorted(k for k, v in emcee_only.items() if v is not None)
         if given:
-            raise ValueError(f"sample_posterior: {given} are emcee options; method='smc' takes "
-                             "num_particles, ess_fraction, min_moved, max_moves, max_stages")
-        return sample_smc(log_like, prior, num_samples, rng=rng, **smc_options)
-    if smc_options:
-        raise TypeError(f"sample_posterior: unexpected options {sorted(smc_options)} for "
-                        "method='emcee' (they belong to method='smc')")
+            raise ValueError(f"sample_posterior: {given} are emcee options; method={method!r} "
+                             f"takes {_options(method)}")
+        sampler = sample_smc if method == "smc" else sample_grid
+        return sampler(log_like, prior, num_samples, rng=rng, **options)
+    if options:
+        raise TypeError(f"sample_posterior: unexpected options {sorted(options)} for "
+                        "method='emcee' (they belong to method='smc' or 'grid')")
     num_walkers = 32 if num_walkers is None else num_walkers
     p = prior.dim
     if int(num_samples) < 1:

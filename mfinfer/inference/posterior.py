@@ -17,11 +17,13 @@ import numpy as np
 
 from mfinfer._validation import as_matrix
 from mfinfer.errors import InputError
+from mfinfer.inference.grid import GridResult
 from mfinfer.inference.mcmc import MCMCResult, sample_posterior
 from mfinfer.inference.potential import LogLike, LogPosterior
 from mfinfer.inference.smc import SMCResult
 from mfinfer.inference.storage import (
     FORMAT_VERSION,
+    grid_summary,
     load_posterior,
     mcmc_summary,
     prior_to_config,
@@ -47,6 +49,7 @@ class Posterior:
         log_probs: Unnormalised log posterior of each sample, shape (n,), if known.
         mcmc: Diagnostics of the MCMC run that produced the samples.
         smc: Diagnostics of the SMC run that produced the samples (``method="smc"``).
+        grid: Diagnostics of the grid that produced the samples (``method="grid"``).
         labels: Parameter names, length p (default ``theta_0``, ...).
         metadata: JSON-serialisable free-form information (data set, model, seed, ...).
 
@@ -70,6 +73,7 @@ class Posterior:
         labels: Sequence[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
         smc: SMCResult | None = None,
+        grid: GridResult | None = None,
     ) -> None:
         samples = np.asarray(samples, dtype=float)
         if samples.ndim == 1:
@@ -101,6 +105,7 @@ class Posterior:
         self.log_probs = log_probs
         self.mcmc = mcmc
         self.smc = smc
+        self.grid = grid
         self.labels = labels
         self.metadata = dict(metadata or {})
 
@@ -124,13 +129,15 @@ class Posterior:
             labels: Parameter names.
             metadata: JSON-serialisable extra information.
             **mcmc_kwargs: Passed to ``sample_posterior`` (``method``, ``num_walkers``, ``rng``,
-                ``initial``, ``max_steps``, ``progress``, ...); with ``method="smc"`` the
-                diagnostics go to ``smc`` instead of ``mcmc``.
+                ``initial``, ``max_steps``, ``progress``, ...); with ``method="smc"`` or
+                ``"grid"`` the diagnostics go to ``smc`` or ``grid`` instead of ``mcmc``.
         """
         res = sample_posterior(log_like, prior, num_samples, **mcmc_kwargs)
         if isinstance(res, SMCResult):
             return cls(res.samples, prior, log_like, log_probs=res.log_prob, smc=res,
                        labels=labels, metadata=metadata)
+        if isinstance(res, GridResult):  # no exact log posterior per sample: computed on demand
+            return cls(res.samples, prior, log_like, grid=res, labels=labels, metadata=metadata)
         return cls(
             res.samples,
             prior,
@@ -286,6 +293,8 @@ class Posterior:
             out["mcmc"] = mcmc_summary(self.mcmc)
         if self.smc is not None:
             out["smc"] = smc_summary(self.smc)
+        if self.grid is not None:
+            out["grid"] = grid_summary(self.grid)
         return out
 
     # ---------------------------------------------------------------- plots

@@ -23,6 +23,7 @@ from numpy.lib.npyio import NpzFile
 
 from mfinfer.errors import CorruptFileError
 from mfinfer.files import atomic_write_pair, open_pair
+from mfinfer.inference.grid import GridResult
 from mfinfer.inference.mcmc import MCMCResult
 from mfinfer.inference.potential import LogLike
 from mfinfer.inference.smc import SMCResult
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMAT_VERSION",
+    "grid_summary",
     "load_posterior",
     "mcmc_summary",
     "posterior_paths",
@@ -76,6 +78,13 @@ def smc_summary(smc: SMCResult) -> dict:
         "stage_acceptance": smc.stage_acceptance.tolist(),
         "stage_moves": smc.stage_moves.tolist(),
     }
+
+
+def grid_summary(grid: GridResult) -> dict:
+    """The JSON part of a :class:`GridResult`: its scalar diagnostics."""
+    return {k: getattr(grid, k) for k in ("num_cells", "num_evaluations", "rounds", "error",
+                                          "resolution", "boundary_mass", "check_ess",
+                                          "log_evidence", "converged")}
 
 
 def posterior_paths(path: str | os.PathLike) -> tuple[Path, Path]:
