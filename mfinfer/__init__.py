@@ -17,6 +17,8 @@ The subpackages follow the data flow, left to right:
 - ``training``: how it is trained (phases, schedules, the loop, checkpoints);
 - ``inference``: likelihoods, the log-posterior, MCMC, posterior objects, the estimator;
 - ``evaluation``: metrics, their registry, reports;
+- ``calibration``: coverage and SBC campaigns (``mfinfer calibrate``, on dask);
+- ``interop``: mfinfer models inside sbi (``to_sbi``);
 - ``io``: ROOT event files; ``plotting``: corner plots;
 - ``config``, ``pipeline``, ``cli``: YAML runs and the ``mfinfer`` command;
 - ``files``: atomic writes, SHA-256-checked file pairs, safe loading;
@@ -33,6 +35,16 @@ from mfinfer.registry import get_simulator
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """``to_sbi`` loads sbi on first use (seconds), not on ``import mfinfer``."""
+    if name == "to_sbi":
+        from mfinfer.interop import to_sbi
+
+        return to_sbi
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "AmbientFlow",
     "BoxUniform",
@@ -45,4 +57,5 @@ __all__ = [
     "load_model",
     "sample_posterior",
     "save_model",
+    "to_sbi",
 ]

@@ -154,3 +154,15 @@ def test_unknown_metric_lists_the_registered_ones():
     with pytest.raises(MissingKeyError,
                        match=r"no metric named 'mmd'; registered \(nearest first\): \['mmd2'"):
         metric("mmd")
+
+
+def test_write_results_keeps_the_hand_written_tail(tmp_path):
+    from mfinfer.evaluation.report import KEPT_MARKER, write_results
+
+    path = tmp_path / "results.md"
+    write_results(path, "# old table\n")
+    path.write_text(path.read_text() + f"\n{KEPT_MARKER}\n## Notes\nkept\n")
+    text = write_results(path, "# new table\n")
+    assert text == path.read_text()
+    assert text.startswith("# new table\n") and "old table" not in text
+    assert text.endswith(f"{KEPT_MARKER}\n## Notes\nkept\n")

@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_json({"seconds": seconds, "command": command, "note": note}, wall_path)
     wall = json.loads(wall_path.read_text()) if wall_path.is_file() else None
     text = results_table(run_root, command=(wall or {}).get("command"), wall=wall)
-    Path(args.out).write_text(text)
+    text = report.write_results(args.out, text)
     print(text)
     print(f"wrote {args.out}")
     return 0

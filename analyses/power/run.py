@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     text += (f"\nEquivalently: `mfinfer run {shlex.quote(args.config)} --workers {args.workers}`, "
              f"then `python analyses/power/run.py{config_opt} --table-only` to rebuild this "
              "file.\n")
-    Path(args.out).write_text(text)
+    text = report.write_results(args.out, text)
     print(text)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

@@ -14,10 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from mfinfer.evaluation.registry import METRICS, Metric, select
-from mfinfer.files import atomic_write_json, read_json
+from mfinfer.files import atomic_write, atomic_write_json, read_json
 
-__all__ = ["METRICS_FILE", "TIMINGS_FILE", "TRUTH", "base_measures", "collect", "read_timings",
-           "record_time", "seed_of", "seed_values", "stage_seconds", "summarize", "summary_table"]
+__all__ = ["KEPT_MARKER", "METRICS_FILE", "TIMINGS_FILE", "TRUTH", "base_measures", "collect",
+           "read_timings", "record_time", "seed_of", "seed_values", "stage_seconds", "summarize",
+           "summary_table", "write_results"]
+
+#: In a ``results.md``, everything from this line on is written by hand and kept by
+#: :func:`write_results` when the generated tables above it are rewritten.
+KEPT_MARKER = "<!-- Hand-written sections below: kept when run.py rewrites the tables above. -->"
 
 METRICS_FILE = "metrics.json"
 TIMINGS_FILE = "timings.json"
@@ -180,3 +185,14 @@ def stage_seconds(timings: Mapping[str, Any]) -> dict[str, float]:
     if "evaluate" in timings:
         out["evaluate"] = float(timings["evaluate"])
     return out
+
+
+def write_results(path: str | Path, generated: str) -> str:
+    """Write ``generated`` (Markdown tables) to ``path`` atomically, keeping the hand-written tail
+    of the existing file (from :data:`KEPT_MARKER` on); returns the whole new text."""
+    path = Path(path)
+    old = path.read_text() if path.is_file() else ""
+    tail = old[old.index(KEPT_MARKER):] if KEPT_MARKER in old else ""
+    text = generated.rstrip("\n") + "\n\n" + tail if tail else generated
+    atomic_write(path, lambda f: f.write(text), mode="w")
+    return text
