@@ -1,4 +1,4 @@
-"""The ``mfinfer`` command line: ``run``, ``simulate``, ``train``, ``infer``, ``evaluate``.
+"""The ``mfinfer`` command line: ``run``, ``simulate``, ``train``, ``infer``, ``evaluate``, ``calibrate``.
 
 Every subcommand takes a YAML run configuration (see ``mfinfer.config.RunConfig``) and works in its
 run directory, so the stages can be run one by one or all at once with ``mfinfer run``. The whole
@@ -150,18 +150,28 @@ def _read_npz(path: Path) -> np.ndarray:
 
 
 def _read_events(args: argparse.Namespace, cfg: RunConfig) -> np.ndarray:
-    """The events of ``--events``, checked against the simulator's ``data_dim``."""
-    from mfinfer.io import read_events, read_user_events
+    """The events of ``--events``, checked against the simulator's ``data_dim``: a ``.npz``, flat
+    ``--branches``, lepton collections read with the config's ``events:`` settings (or, with
+    ``--leptons`` and no ``events:``, the simulator's default selection), or an mfinfer sample."""
+    from mfinfer.io import read_events, read_lepton_events, read_user_events
 
     path, sim = Path(args.events), _simulator(cfg)
     if path.suffix == ".npz":
         x = _read_npz(path)
-    elif args.branches or args.leptons:
+    elif args.branches or (args.leptons and cfg.events is None):
         selection = _event_selection(sim, cfg) if args.leptons else None
         with _show_info("mfinfer.io"):
-            x, _ = read_user_events(path, args.tree, branches=args.branches, selection=selection)
+            x, _ = read_user_events(path, args.tree or "events", branches=args.branches,
+                                    selection=selection)
+    elif cfg.events is not None:
+        with _show_info("mfinfer.io"):
+            events = read_lepton_events(path, sim, cfg.events, tree=args.tree)
+        x = events.x
+        if events.weights is not None and not np.all(events.weights == 1.0):
+            print(f"weights ({cfg.events.weight}): read, not used: the posterior's likelihood treats "
+                  "observed events as unweighted")
     else:
-        x = read_events(path, tree=args.tree)[0]
+        x = read_events(path, tree=args.tree or "events")[0]
     if x.ndim != 2 or x.shape[1] != sim.data_dim or len(x) == 0:
         raise InputError(f"--events {path}: expected events of shape (n >= 1, {sim.data_dim}) for "
                          f"simulator {cfg.simulator['name']!r}, got {x.shape}")
@@ -177,12 +187,23 @@ def _event_selection(sim: Any, cfg: RunConfig) -> Any:  # the simulator's select
 
 
 def cmd_infer(args: argparse.Namespace) -> None:
+    import warnings
+
+    from mfinfer.inference.gate import OffManifoldWarning
+
     cfg = _config(args)
+    if not args.events and (args.on_manifold_only or args.strict):
+        flag = "--on-manifold-only" if args.on_manifold_only else "--strict"
+        raise InputError(f"{flag}: applies only with --events FILE (the off-manifold gate judges user "
+                         "events)")
     x = _read_events(args, cfg) if args.events else None  # before any run directory is touched
     tag = Path(args.events).stem if args.events else None
+    action = "drop" if args.on_manifold_only else "strict" if args.strict else "report"
     for s in cfg.seeds:
         run = _run(cfg, s, args)
-        run.infer(x_obs=x, tag=tag, force=args.force)
+        with warnings.catch_warnings():  # printed below, from the posteriors' records
+            warnings.simplefilter("ignore", OffManifoldWarning)
+            run.infer(x_obs=x, tag=tag, force=args.force, gate=action)
         if tag is not None:
             from mfinfer.inference import Posterior
 
@@ -190,6 +211,24 @@ def cmd_infer(args: argparse.Namespace) -> None:
                 post = Posterior.load(run.posterior_path(tag, m.name))
                 print(f"{m.name}: mean {np.round(post.mean, 4).tolist()} "
                       f"std {np.round(post.std, 4).tolist()}")
+                _print_gate(m.name, post.metadata.get("gate"))
+
+
+def _print_gate(name: str, gate: dict | None) -> None:
+    """The gate's line for one posterior; a loud warning on stderr for a significant excess."""
+    if not gate:
+        return
+    dropped = f"; dropped {len(gate['dropped_indices'])}" if gate["dropped_indices"] else ""
+    print(f"{name}: gate: {gate['n_flagged']} of {gate['n_events']} events flagged off-manifold "
+          f"({100 * gate['flagged_fraction']:.1f} %, expected {100 * gate['expected_rate']:.2f} %, "
+          f"binomial p = {gate['p_value']:.2g}; {gate['score']} > {gate['threshold']:.4g}){dropped}")
+    if gate["excess"]:
+        fix = ("the flagged events were dropped" if gate["dropped_indices"] else
+               "the posterior may be biased: check the events and the events: settings, or rerun with "
+               "--on-manifold-only (drop them) or --strict (refuse)")
+        print(f"mfinfer infer: WARNING: {name}: {100 * gate['flagged_fraction']:.1f} % of the events are "
+              f"off the learned manifold, significantly more than the expected "
+              f"{100 * gate['expected_rate']:.2f} % (p = {gate['p_value']:.2g}); {fix}", file=sys.stderr)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -198,6 +237,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     cfg = _config(args)
     results = [_run(cfg, s, args).evaluate(force=args.force) for s in cfg.seeds]
     print(format_summary(summarize(results), cfg))
+
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    from mfinfer.calibration import calibrate, format_result, load_campaign
+
+    overrides = {key: value for key, value in (("seeds", args.seeds), ("device", args.device),
+                                               ("output_dir", args.output_dir)) if value is not None}
+    campaign = load_campaign(args.config, overrides)
+    summary = calibrate(campaign, workers=args.workers, scheduler=args.scheduler,
+                        progress=not args.quiet, force=args.force)
+    print(format_result(summary, campaign.directory))
 
 
 def _int_at_least(low: int) -> Callable[[str], int]:
@@ -259,15 +309,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("infer", help="sample posteriors for the observed data or for --events")
     common(p, "sample again even where current posteriors exist")
     p.add_argument("--events", help="observed events: a .root or .npz file")
-    p.add_argument("--tree", default="events", help="tree name in the ROOT file")
+    p.add_argument("--tree", help="tree name in the ROOT file (default: the events: section's, "
+                   "else 'events')")
     p.add_argument("--branches", nargs="+", help="branch expressions to read as observables")
     p.add_argument("--leptons", action="store_true",
                    help="read jagged Electron_*/Muon_* branches with the 2e2μ lepton selection")
+    gate = p.add_mutually_exclusive_group()
+    gate.add_argument("--on-manifold-only", action="store_true",
+                      help="drop the events the off-manifold gate flags before sampling")
+    gate.add_argument("--strict", action="store_true",
+                      help="refuse to sample (exit 2) when significantly more events are flagged "
+                           "off-manifold than expected")
     p.set_defaults(func=cmd_infer)
 
     p = sub.add_parser("evaluate", help="metrics.json and corner plots from the posteriors")
     common(p, "recompute metrics.json even where it is current")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("calibrate", help="coverage and SBC ranks of the posteriors over many simulated "
+                       "observations (the config's calibration: section)")
+    common(p, "recompute every observation even where current records exist")
+    p.add_argument("--workers", type=_int_at_least(1),
+                   help="worker processes of the local dask cluster (default 1)")
+    p.add_argument("--scheduler", help="address of a running dask scheduler, instead of a local cluster")
+    p.set_defaults(func=cmd_calibrate)
     return parser
 
 

@@ -27,6 +27,7 @@ import yaml
 
 from mfinfer.errors import ConfigError, MfinferError
 from mfinfer.inference.mcmc import Method
+from mfinfer.io.events import EventsConfig
 from mfinfer.models import MODELS, ManifoldFlow
 from mfinfer.training import TrainConfig
 
@@ -233,6 +234,9 @@ class RunConfig:
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:<index>`` or ``mps``.
         threads: torch CPU threads per run.
         output_dir: where run directories go.
+        events: how ``mfinfer infer --events FILE.root`` reads lepton collections and gates the
+            events (``mfinfer.io.events.EventsConfig``: ``{preset: nanoaod}``, ``{preset:
+            cms-tutorial}``, overrides); None: the simulator's default selection.
     """
 
     name: str = field(metadata={"min_len": 1})
@@ -247,6 +251,7 @@ class RunConfig:
     device: str = "cpu"
     threads: int = field(default=1, metadata={"min": 1})
     output_dir: str = field(default="runs", metadata={"min_len": 1})
+    events: EventsConfig | None = None
 
     def __post_init__(self) -> None:
         _check_fields(self, "")
@@ -270,6 +275,8 @@ class RunConfig:
                               f"{self.mcmc.num_walkers}")
         for m in self.models:
             _check_options(m, sim)
+        if self.events is not None:
+            self.events.selection(sim, self.simulator["name"])  # ConfigError: none, or refused
 
     @classmethod
     def from_dict(cls, data: Any) -> RunConfig:
@@ -287,6 +294,8 @@ class RunConfig:
         for key, part in (("observed", ObservedConfig), ("mcmc", MCMCConfig)):
             if key in data:
                 data[key] = _build(part, data[key], key)
+        if data.get("events") is not None:
+            data["events"] = EventsConfig.from_dict(data["events"], "events")
         return _build(cls, data, "config")
 
     def to_dict(self) -> dict:
@@ -394,6 +403,25 @@ def _check_device(device: str) -> None:
                           "'auto' or 'cpu' (or --device cpu)")
 
 
+def read_yaml(path: Path, what: str) -> Any:
+    """The YAML document of ``path`` (``yaml.safe_load``), with errors naming the file and ``what``
+    it should hold (e.g. ``"run configuration"``)."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: config file not found; pass the path of a YAML {what}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory; pass the path of a YAML {what} file")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a text file ({err.reason} at byte {err.start}); expected "
+                          f"a YAML {what}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{at}: {problem}; fix the syntax there") from None
+
+
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunConfig:
     """Read and validate a YAML run configuration.
 
@@ -407,22 +435,7 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         ConfigError: invalid YAML or any invalid field (the message names the file and field).
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: config file not found; pass the path of a YAML run "
-                                "configuration")
-    if path.is_dir():
-        raise IsADirectoryError(f"{path}: is a directory; pass the path of a YAML run "
-                                "configuration file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not a text file ({err.reason} at byte {err.start}); expected "
-                          "a YAML run configuration") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{path}: invalid YAML{at}: {problem}; fix the syntax there") from None
+    data = read_yaml(path, "run configuration")
     if overrides and isinstance(data, dict | None):
         data = {**(data or {}), **overrides}
     try:

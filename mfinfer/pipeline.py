@@ -7,7 +7,14 @@ One run directory per seed, ``<output_dir>/<name>/seed_<seed>/``::
     models/<model>/identity.json  models/<model>/checkpoint.pt ...
     models/<model>/final/{weights.pt, model.json}
     posteriors/point_<k>/<model>.{npz,json}   (and truth.{npz,json}; point_<tag>/ for --events)
+    models/<model>/gate.json   (the off-manifold gate's threshold, for --events)
     plots/corner_point_<k>.png  metrics.json
+
+Posteriors of user events (``infer(x_obs=...)``, ``mfinfer infer --events``) pass the off-manifold
+gate first (:mod:`mfinfer.inference.gate`, settings ``events.gate``): per model, each event is
+scored against a threshold from held-out simulations (seed stage ``gate``), the flagged fraction is
+recorded in the posterior's JSON (``metadata.gate``) and, when significantly above the expected rate,
+reported (``action="report"``), refused (``"strict"``) or the flagged events dropped (``"drop"``).
 
 ``metrics.json`` holds every metric of :mod:`mfinfer.evaluation.registry` that applies;
 ``timings.json`` the wall seconds of each stage item (simulate, train per model, infer per
@@ -46,6 +53,7 @@ import logging
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -75,6 +83,13 @@ from mfinfer.evaluation.registry import (
 from mfinfer.evaluation.report import METRICS_FILE, TRUTH, record_time, summarize
 from mfinfer.files import atomic_write, atomic_write_json, clean_temp, read_json, sha256_file
 from mfinfer.inference import ModelLikelihood, Posterior, SimulatorLikelihood
+from mfinfer.inference.gate import (
+    GateAction,
+    GateSettings,
+    OffManifoldError,
+    OffManifoldGate,
+    OffManifoldWarning,
+)
 from mfinfer.models import Flow, build_model, load_model, save_model
 from mfinfer.plotting import corner_plot
 from mfinfer.registry import get_simulator
@@ -84,7 +99,8 @@ __all__ = ["SEED_STAGES", "STAGES", "Run", "path_name", "run_all"]
 
 STAGES = ("simulate", "train", "infer", "evaluate")
 #: The stage code that follows the seed in every seed sequence.
-SEED_STAGES = {"simulate": 0, "observed": 1, "infer": 2, "evaluate": 3, "train": 4}
+SEED_STAGES = {"simulate": 0, "observed": 1, "infer": 2, "evaluate": 3, "train": 4, "gate": 5,
+               "calibrate": 6}
 IDENTITY = "identity.json"
 _NOT_IDENTITY = ("progress", "device")  # TrainConfig fields that do not change the weights
 
@@ -116,6 +132,7 @@ class _Job(NamedTuple):
     model: ModelConfig | None
     path: Path
     key: str
+    gate: dict | None = None  # the off-manifold gate's record (user events only)
 
     def stored_key(self) -> str | None:
         """The content key of the posterior stored at ``path`` (None: none or damaged)."""
@@ -162,6 +179,8 @@ class Run:
                      "before the model is built; split and batch order from TrainConfig.seed = seed",
             "infer": "[seed, 2, *words('point_<k>' or 'events'), *words(model name or 'truth')]",
             "evaluate": [self.seed, 3],
+            "gate": "[seed, 5, *words('reference')] for the reference simulations, [seed, 5, "
+                    "*words('theta')] for the prior draws of the score",
             "init_torch_seed": {m.name: self._init_seed(m.name) for m in self.config.models},
         }, self.dir / "seeds.json")
 
@@ -272,8 +291,10 @@ class Run:
     def posterior_path(self, k: int | str, name: str) -> Path:
         return self.dir / "posteriors" / f"point_{k}" / f"{path_name(name)}.npz"
 
-    def _jobs(self, x_obs: np.ndarray | None = None, tag: str | None = None) -> list[_Job]:
-        """Every posterior to sample, at every true point (or for ``x_obs``), with its content key."""
+    def _jobs(self, x_obs: np.ndarray | None = None, tag: str | None = None,
+              gates: dict[str, tuple[np.ndarray, dict]] | None = None) -> list[_Job]:
+        """Every posterior to sample, at every true point (or for ``x_obs``), with its content key;
+        ``gates`` gives each model's events and gate record (:meth:`gate`)."""
         sha = array_digest(*(self._data()[k] for k in ("x", "theta")))
         mcmc = dataclasses.asdict(self.config.mcmc)
         sources: list[tuple[str, ModelConfig | None, dict]] = []
@@ -286,19 +307,72 @@ class Run:
             [(k, f"point_{k}", *self.observed(k)) for k in range(len(self.config.observed.theta))])
         jobs = []
         for k, label, theta_true, x in points:
-            events = array_digest(x)
             for name, mcfg, source in sources:
-                key = content_key("infer", {"events": events, "model": source, "mcmc": mcmc,
-                                            "seed": self.seed, "labels": [label, name]})
-                jobs.append(_Job(k, label, theta_true, x, name, mcfg, self.posterior_path(k, name), key))
+                xs, record = gates[name] if gates and name in gates else (x, None)
+                gate = {} if record is None else {"gate": record}
+                key = content_key("infer", {"events": array_digest(xs), "model": source, "mcmc": mcmc,
+                                            "seed": self.seed, "labels": [label, name], **gate})
+                jobs.append(_Job(k, label, theta_true, xs, name, mcfg, self.posterior_path(k, name), key,
+                                 record))
         return jobs
 
+    def gate(self, x_obs: np.ndarray, action: GateAction = "report") -> dict[str, tuple[np.ndarray, dict]]:
+        """The off-manifold gate of every model on user events x_obs (n, D).
+
+        Returns ``{model name: (events to sample from, gate record)}``: all events, or with
+        ``action="drop"`` those not flagged. A flagged fraction significantly above the expected
+        rate is logged and warned about (:class:`OffManifoldWarning`); with ``action="strict"`` it
+        raises :class:`OffManifoldError` before anything is sampled. Thresholds are stored in
+        ``models/<model>/gate.json``, keyed by the model's weights, the settings and the seed.
+        """
+        if action not in ("report", "drop", "strict"):
+            raise ValueError(f"action: must be one of ('report', 'drop', 'strict'), got {action!r}")
+        settings = GateSettings(**(self.config.events.gate if self.config.events else {}))
+        sha = array_digest(*(self._data()[k] for k in ("x", "theta")))
+        reference: dict[str, np.ndarray] = {}  # simulated once, when a model needs it
+
+        def held_out() -> np.ndarray:
+            if not reference:
+                reference["x"] = self.simulator.simulate(settings.n_reference,
+                                                         _rng(self.seed, "gate", "reference"))[1]
+            return reference["x"]
+
+        out, excess = {}, []
+        for mcfg in self.config.models:
+            key = content_key("gate", {"weights_sha256": self._weights_sha256(mcfg, sha), "seed": self.seed,
+                                       "settings": dataclasses.asdict(settings),
+                                       "simulator": self.config.simulator})
+            gate = OffManifoldGate(self.load(mcfg), self.simulator.prior, settings,
+                                   rng=_rng(self.seed, "gate", "theta"))
+            report = gate.cached(self.model_dir(mcfg) / "gate.json", key, held_out)(x_obs)
+            self.log.info("gate: %s", report.message(mcfg.name))
+            if report.excess:
+                excess.append(report.message(mcfg.name))
+            x = x_obs[~report.flagged] if action == "drop" else x_obs
+            if len(x) == 0:
+                raise OffManifoldError(f"{report.message(mcfg.name)}; every event is flagged, so none is "
+                                       "left to sample from: check the events, the events: settings "
+                                       "(cuts, momentum convention) and the model")
+            out[mcfg.name] = (x, report.summary(action))
+        if excess and action == "strict":
+            raise OffManifoldError(f"--strict: refusing to sample: {'; '.join(excess)}; check the events "
+                                   "and the events: settings, or drop the flagged events with "
+                                   "--on-manifold-only")
+        for line in excess:
+            self.log.warning("gate: %s: significantly above the expected rate", line)
+            warnings.warn(f"{line}: significantly above the expected rate; the posterior may be "
+                          "biased (drop them with --on-manifold-only / action='drop')",
+                          OffManifoldWarning, stacklevel=2)
+        return out
+
     def infer(self, x_obs: np.ndarray | None = None, tag: str | None = None,
-              force: bool = False) -> None:
+              force: bool = False, gate: GateAction = "report") -> None:
         """Sample every posterior at every true point (or for the given events, under ``tag``) whose
-        stored content key differs from its inputs' (all of them with ``force``)."""
+        stored content key differs from its inputs' (all of them with ``force``). Given events pass
+        the off-manifold gate first (:meth:`gate`, with ``gate`` as its action)."""
         mc = self.config.mcmc
-        for job in self._jobs(x_obs, tag):
+        gates = None if x_obs is None else self.gate(np.asarray(x_obs, dtype=np.float64), gate)
+        for job in self._jobs(x_obs, tag, gates):
             if not force and job.stored_key() == job.key:
                 continue
             self.log.info("sampling posterior %s at point %s", job.name, job.k)
@@ -312,7 +386,8 @@ class Run:
                 rng=_rng(self.seed, "infer", job.label, job.name),
                 progress=self.progress, metadata={"model": job.name, "point": job.k,
                                                   "theta_true": job.theta_true,
-                                                  "n_events": len(job.x), "key": job.key},
+                                                  "n_events": len(job.x), "key": job.key,
+                                                  **({} if job.gate is None else {"gate": job.gate})},
             )
             post.save(job.path)
             record_time(self.dir, time.perf_counter() - t0, "infer", job.name, str(job.k))

@@ -194,6 +194,16 @@ CASES: list[Case] = [
     ("config-empty", _text(""), ConfigError, "missing required field(s)"),
     ("config-override-seeds",
      lambda tmp: load_config(write_config(tmp), {"seeds": ["x"]}), ConfigError, "seeds[0]"),
+    # the events: section (mfinfer.io.events)
+    ("config-events-preset-unknown", _load(_set("events", {"preset": "nano"}), base=HIGGS_TINY), ConfigError,
+     "events.preset: must be one of ['nanoaod', 'cms-tutorial'], got 'nano' (did you mean 'nanoaod'?)"),
+    ("config-events-not-a-mapping", _load(_set("events", "nanoaod"), base=HIGGS_TINY), ConfigError,
+     "events: expected a mapping such as {preset: nanoaod}"),
+    ("config-events-no-selection", _load(_set("events", {"preset": "nanoaod"})), ConfigError,
+     "events: simulator 'power' defines no event_selection()"),
+    ("config-events-branch-not-an-input",
+     _load(_set("events", {"preset": "nanoaod", "branches": {"Muon_px": "mu_px"}}), base=HIGGS_TINY),
+     ConfigError, "events.branches.Muon_px: not an input of the selection"),
 ]
 
 
@@ -205,6 +215,19 @@ def _cli(command: str, *edits: Edit, extra: tuple[str, ...] = ()) -> Callable[[P
 def _infer_events(make: Callable[[Path], Path], *extra: str) -> Callable[[Path], list[str]]:
     """``infer CONFIG --events FILE`` for a file that ``make(tmp)`` writes."""
     return lambda tmp: ["infer", str(write_config(tmp)), "--events", str(make(tmp)), "--quiet", *extra]
+
+
+def _infer_leptons(events: dict, schema: str, *extra: str,
+                   weights: tuple[float, ...] = (1.0, 1.0)) -> Callable[[Path], list[str]]:
+    """``infer CONFIG --events FILE`` on the tiny H→4ℓ config with an ``events:`` section and a
+    two-event lepton file of the given schema (nothing is trained: reading must fail first)."""
+    def argv(tmp: Path) -> list[str]:
+        from bad_inputs_io import lepton_file
+
+        cfg = write_config(tmp, _set("events", events), base=HIGGS_TINY)
+        return ["infer", str(cfg), "--events", str(lepton_file(tmp, schema, weights)), "--quiet", *extra]
+
+    return argv
 
 
 def _garbage(tmp: Path, name: str = "garbage.root") -> Path:
@@ -280,6 +303,19 @@ CLI_CASES: list[CliCase] = [
     ("cli-infer-leptons-no-selection", _infer_events(lambda tmp: tmp / "any.root", "--leptons"),
      "defines no event_selection()"),
     ("cli-output-dir-unwritable", _unwritable, _UNWRITABLE),
+    ("cli-infer-events-preset-mismatch", _infer_leptons({"preset": "nanoaod"}, "cms-tutorial"),
+     "does not match preset 'nanoaod'"),
+    ("cli-infer-events-branch-map-missing",
+     _infer_leptons({"preset": "cms-tutorial", "branches": {"Muon_E": "Muon_Energy"}}, "cms-tutorial"),
+     "lacks the branches 'muon_energy' (for muon_e = 'muon_energy')"),
+    ("cli-infer-events-weight-nan",
+     _infer_leptons({"preset": "nanoaod", "weight": "genWeight"}, "nanoaod", weights=(float("nan"), 1.0)),
+     "weight 'genweight' in tree 'events' is nan or inf at 1 of the 2 selected events"),
+    ("cli-infer-strict-without-events", _cli("infer", extra=("--strict",)),
+     "--strict: applies only with --events"),
+    ("cli-infer-strict-and-drop",
+     _cli("infer", extra=("--events", "x.npz", "--strict", "--on-manifold-only")),
+     "not allowed with argument"),
 ]
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mfinfer.errors import CorruptFileError, InputError, MissingKeyError
-from mfinfer.io import read_events, read_user_events, write_events
+from mfinfer.errors import ConfigError, CorruptFileError, InputError, MissingKeyError
+from mfinfer.io import EventsConfig, read_events, read_lepton_events, read_user_events, write_events
 
-__all__ = ["CASES"]
+__all__ = ["CASES", "lepton_file"]
 
 
 def _user_file(tmp_path: Path) -> Path:
@@ -31,6 +31,40 @@ def _user_file(tmp_path: Path) -> Path:
         f.mktree("Events", {"Electron": el.type, "x": np.float64, "y": np.float64})
         f["Events"].extend({"Electron": el, "x": np.array([1.0, -2.0, 3.0]), "y": np.ones(3)})
     return path
+
+
+def lepton_file(tmp: Path, schema: str = "nanoaod", weights: tuple[float, ...] = (1.0, 1.0)) -> Path:
+    """Two 2e2mu events in the ``nanoaod`` (tree Events, Electron_pt/eta/phi/mass/charge, genWeight)
+    or ``cms-tutorial`` schema (tree events, Electron_Px/Py/Pz/E/Charge, EventWeight)."""
+    import awkward as ak
+    import uproot
+
+    p = np.array([[40.0, 10.0, 20.0, 30.0], [30.0, 5.0, -20.0, 10.0]])  # E, px, py, pz (not massless)
+    colls = {}
+    for prefix in ("Electron", "Muon"):
+        p = p if prefix == "Electron" else p[:, [0, 2, 1, 3]] * [1, -1, 1, -1]
+        pt, eta = np.hypot(p[:, 1], p[:, 2]), np.arcsinh(p[:, 3] / np.hypot(p[:, 1], p[:, 2]))
+        fields = ({"pt": pt, "eta": eta, "phi": np.arctan2(p[:, 2], p[:, 1]), "mass": np.zeros(2)}
+                  if schema == "nanoaod" else dict(zip(("E", "Px", "Py", "Pz"), p.T, strict=True)))
+        charge = "charge" if schema == "nanoaod" else "Charge"
+        colls[prefix] = ak.zip({k: ak.Array([list(v)] * len(weights)) for k, v in fields.items()}
+                               | {charge: ak.Array([[-1, 1]] * len(weights))})
+    tree, wname = ("Events", "genWeight") if schema == "nanoaod" else ("events", "EventWeight")
+    path = tmp / f"{schema}.root"
+    with uproot.recreate(path) as f:
+        f.mktree(tree, {"Electron": colls["Electron"].type, "Muon": colls["Muon"].type, wname: np.float64})
+        f[tree].extend({"Electron": colls["Electron"], "Muon": colls["Muon"], wname: np.array(weights)})
+    return path
+
+
+def _leptons(schema: str, events: dict, weights: tuple[float, ...] = (1.0, 1.0)) -> Callable[[Path], object]:
+    """Read ``lepton_file(tmp, schema, weights)`` with the ``events`` settings."""
+    def call(tmp: Path) -> object:
+        from mfinfer.registry import get_simulator
+
+        return read_lepton_events(lepton_file(tmp, schema, weights), get_simulator("higgs4l"), events)
+
+    return call
 
 
 def _sample(tmp_path: Path) -> Path:
@@ -182,6 +216,24 @@ CASES: list[tuple[str, Callable[[Path], object], type[BaseException], str]] = [
         InputError,
         "read_user_events",
     ),
+    # lepton files read with events: settings (mfinfer.io.events)
+    ("io-events-preset-mismatch", _leptons("cms-tutorial", {"preset": "nanoaod"}), MissingKeyError,
+     "tree 'events' lacks the branches 'electron_pt'"),
+    ("io-events-preset-suggests-other", _leptons("nanoaod", {"preset": "cms-tutorial"}), MissingKeyError,
+     "the file matches preset 'nanoaod': use events: {preset: nanoaod}"),
+    ("io-events-branch-map-missing", _leptons("nanoaod", {"branches": {"Muon_eta": "mu_eta"}}),
+     MissingKeyError, "lacks the branches 'mu_eta' (for muon_eta = 'mu_eta')"),
+    ("io-events-weight-nan", _leptons("cms-tutorial", {"preset": "cms-tutorial"}, (1.0, float("nan"))),
+     InputError, "weight 'eventweight' in tree 'events' is nan or inf at 1 of the 2 selected events"),
+    ("io-events-weight-jagged", _leptons("nanoaod", {"weight": "Electron_pt"}), InputError,
+     "weight 'electron_pt' in tree 'events' is jagged"),
+    ("io-events-weight-missing", _leptons("nanoaod", {"weight": "genWeight2"}), MissingKeyError,
+     "'genweight2' (for weight = 'genweight2')"),
+    ("io-events-unknown-preset", lambda tmp: EventsConfig.from_dict({"preset": "nano"}), ConfigError,
+     "events.preset: must be one of ['nanoaod', 'cms-tutorial']"),
+    ("io-events-empty-selection", _leptons("nanoaod", {"cuts": {"m_Z2": [200, 300]}}), InputError,
+     "no events selected by the selection leptonselection (cuts: exactly 2 e and 2 mu of opposite "
+     "charge; 200 < m_z2 < 300 gev)"),
     (
         "io-write-bad-names",
         lambda tmp: write_events(tmp / "w.root", np.zeros((2, 2)), names=["a", "b c"]),

@@ -51,18 +51,22 @@ class LikelihoodEstimator:
         self.model, self.prior = model, prior
         self._theta: list[np.ndarray] = []
         self._x: list[np.ndarray] = []
+        self._weights: list[np.ndarray | None] = []
         self.history: list[dict] = []
 
-    def append_simulations(self, theta: Any, x: Any) -> LikelihoodEstimator:
+    def append_simulations(self, theta: Any, x: Any, weights: Any = None) -> LikelihoodEstimator:
         """Add simulations; returns self for chaining.
 
         Arguments:
             theta: Parameters, shape (n, p) with p = ``model.param_dim``, inside the prior.
             x: Simulated events, shape (n, D) with D = ``model.data_dim``.
+            weights: Event weights, shape (n,), negative ones allowed; training then minimises
+                the weighted mean loss Σ w_i ℓ_i / Σ w_i (see ``mfinfer.training.train``). None:
+                weight 1 (also for these rows when other appends have weights).
 
         Raises:
             InputError: a shape does not match the model, the row counts differ, a row holds
-                NaN or inf, or a θ lies outside the prior support.
+                NaN or inf (in θ, x or the weights), or a θ lies outside the prior support.
         """
         theta = as_matrix(theta, self.model.param_dim, "theta")
         x = as_matrix(x, self.model.data_dim, "x")
@@ -73,8 +77,20 @@ class LikelihoodEstimator:
             theta = self.prior.check(theta, "theta")
         except ValueError as err:
             raise InputError(str(err)) from None
+        if weights is not None:
+            w = np.asarray(weights.detach().cpu() if hasattr(weights, "detach") else weights)
+            if w.shape != (len(x),) or not np.issubdtype(w.dtype, np.number) or np.iscomplexobj(w):
+                raise InputError(f"weights: expected one real number per event, shape ({len(x)},), got "
+                                 f"{w.dtype} of shape {w.shape}")
+            w = w.astype(np.float64)
+            bad = np.flatnonzero(~np.isfinite(w))
+            if bad.size:
+                raise InputError(f"weights: {bad.size} of {len(w)} weights are NaN or inf (rows "
+                                 f"{bad[:5].tolist()}); fix or drop those events")
+            weights = w
         self._theta.append(theta)
         self._x.append(x)
+        self._weights.append(weights)
         return self
 
     def train(
@@ -96,7 +112,12 @@ class LikelihoodEstimator:
             raise ValueError("no simulations: call append_simulations(theta, x) first")
         config = config or TrainConfig(**config_kwargs)
         x, theta = np.concatenate(self._x), np.concatenate(self._theta)
-        self.history = train(self.model, x, theta, config, run_dir=run_dir, resume=resume)
+        weights = None
+        if any(w is not None for w in self._weights):
+            weights = np.concatenate([np.ones(len(xs)) if w is None else w
+                                      for xs, w in zip(self._x, self._weights, strict=True)])
+        self.history = train(self.model, x, theta, config, run_dir=run_dir, resume=resume,
+                             weights=weights)
         return self
 
     def build_posterior(self, mode: str = "manifold", **mcmc_kwargs: Any) -> LikelihoodPosterior:

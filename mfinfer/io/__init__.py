@@ -1,27 +1,29 @@
 """Input and output of event samples: ROOT files through uproot and awkward.
 
-See :mod:`mfinfer.io.root`; the branch expressions of :func:`read_user_events` are checked and
-evaluated by :mod:`mfinfer.io.expressions` (never by ``eval``).
+See :mod:`mfinfer.io.root` (mfinfer's own files) and :mod:`mfinfer.io.user_files` (a user's files:
+trees, branch expressions, per-event collections); the branch expressions are checked and
+evaluated by :mod:`mfinfer.io.expressions` (never by ``eval``); the reader settings of lepton files
+(the config's ``events:`` section, presets ``nanoaod`` and ``cms-tutorial``) are
+:mod:`mfinfer.io.events`.
 """
 
 from __future__ import annotations
 
-from mfinfer.io.root import (
-    CorruptFileError,
-    EventSelection,
-    InputError,
-    MissingKeyError,
-    read_events,
-    read_user_events,
-    write_events,
-)
+from mfinfer.io.events import PRESETS, EventsConfig, read_lepton_events
+from mfinfer.io.root import CorruptFileError, InputError, MissingKeyError, read_events, write_events
+from mfinfer.io.user_files import EventSelection, SelectedEvents, read_selection, read_user_events
 
 __all__ = [
+    "PRESETS",
     "CorruptFileError",
     "EventSelection",
+    "EventsConfig",
     "InputError",
     "MissingKeyError",
+    "SelectedEvents",
     "read_events",
+    "read_lepton_events",
+    "read_selection",
     "read_user_events",
     "write_events",
 ]

@@ -1,23 +1,14 @@
-"""Event samples in ROOT files, through uproot and awkward (imported lazily).
+"""Event samples in ROOT files, through uproot and awkward (imported lazily): mfinfer's own files.
 
-Two kinds of file are read:
-
-- files written by :func:`write_events`: one ``TTree`` with a float64 branch per observable and per
-  parameter (``theta_0``, ``theta_1``, ...) plus a JSON ``TObjString`` with the metadata (seed,
-  simulator, ...); :func:`read_events` gives them back exactly;
-- a user's own ROOT file (:func:`read_user_events`): the user names the tree and the branch
-  expressions. Flat branches become columns; per-event collections (jagged branches such as
-  ``Electron_pt``) go through an :class:`EventSelection`, an object that names the branches it needs
-  and turns them into one row of observables per selected event. Simulators provide theirs
-  (``simulator.event_selection()``, e.g. the 2e2mu ``simulators.higgs4l.LeptonSelection``); this
-  module knows nothing about what is selected.
-
-Expressions never reach uproot's ``eval``: :mod:`mfinfer.io.expressions` checks and evaluates them.
+Files written by :func:`write_events` hold one ``TTree`` with a float64 branch per observable and
+per parameter (``theta_0``, ``theta_1``, ...) plus a JSON ``TObjString`` with the metadata (seed,
+simulator, ...); :func:`read_events` gives them back exactly. A user's own files are read by
+:mod:`mfinfer.io.user_files`, on the file access helpers of this module.
 
 Every error names the file and the object: a missing file raises :class:`FileNotFoundError`, a
 missing tree or branch :class:`MissingKeyError` (a ``KeyError`` listing what exists, nearest first),
 a truncated or corrupt file :class:`CorruptFileError` (an ``OSError``; only reading bytes raises it),
-a bad argument or expression, or a jagged branch without a selection rule, :class:`InputError`.
+a bad argument :class:`InputError`.
 
 Example:
     >>> import numpy as np, tempfile, os
@@ -33,35 +24,24 @@ from __future__ import annotations
 
 import difflib
 import json
-import logging
 import os
 import re
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from mfinfer.errors import CorruptFileError, InputError, MissingKeyError
 from mfinfer.files import atomic_write, json_default
-from mfinfer.io.expressions import Expression, branch_expressions, parse_expression
 
-__all__ = [
-    "CorruptFileError",
-    "EventSelection",
-    "InputError",
-    "MissingKeyError",
-    "read_events",
-    "read_user_events",
-    "write_events",
-]
+__all__ = ["CorruptFileError", "InputError", "MissingKeyError", "read_events", "write_events"]
 
 FORMAT = "mfinfer-events/1"
 _CHUNK = 100_000  # rows per basket when writing
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_log = logging.getLogger(__name__)  # "selected N of M events from FILE" (INFO)
 
 
 def _uproot():
@@ -303,157 +283,3 @@ def read_events(
         if len(x) != n:
             raise CorruptFileError(f"{path}: expected {n} events in tree {tree!r}, got {len(x)}")
     return x.astype(np.float64), theta, info["metadata"]
-
-
-@runtime_checkable
-class EventSelection(Protocol):
-    """What :func:`read_user_events` needs to turn per-event collections into events.
-
-    Any object with these two methods will do (structural typing; simulators provide one through
-    ``simulator.event_selection()``, e.g. ``simulators.higgs4l.LeptonSelection``).
-    """
-
-    def inputs(self) -> list[str]:
-        """Canonical names of the branches the selection reads (e.g. ``"Electron_pt"``); a
-        ``branches`` mapping given to :func:`read_user_events` may map any of them to an expression
-        in the user's file."""
-        ...
-
-    def select(self, arrays: Mapping[str, Any]) -> tuple[np.ndarray, list[str]]:
-        """Select events and compute their observables.
-
-        Arguments:
-            arrays: jagged awkward arrays (``var * number``) keyed by the :meth:`inputs` names, n
-                events each.
-
-        Returns:
-            ``(x, names)``: events (m, D) float64 for the m selected events, and the D column names.
-        """
-        ...
-
-
-def _check_selection(selection: Any) -> None:
-    missing = [m for m in ("inputs", "select") if not callable(getattr(selection, m, None))]
-    if missing:
-        raise TypeError(
-            "selection: expected an EventSelection (an object with inputs() -> list[str] and "
-            f"select(arrays) -> (x, names), e.g. simulator.event_selection()) or None, got "
-            f"{type(selection).__name__} without {' and '.join(f'{m}()' for m in missing)}"
-        )
-
-
-def _read_arrays(t, path: Path, tree: str, exprs: Mapping[str, str]) -> dict[str, Any]:
-    """Evaluate {column: expression} on tree ``t`` -> {column: awkward array, one entry per event}.
-
-    Every expression is checked first (:func:`parse_expression`; an exact branch name, identifier or
-    not, is read as is). Then the branches they name are read (failures there mean a corrupt file),
-    then the expressions are evaluated on those arrays (failures there are the expression's).
-    """
-    keys = list(dict.fromkeys(t.keys() + t.keys(full_paths=False)))
-    parsed = {c: Expression.branch(e, c) if e in keys else parse_expression(e, c) for c, e in exprs.items()}
-    for column, ex in parsed.items():
-        for name in (n for n in ex.names if n not in keys):
-            used = f" (column {column!r} = {ex.text!r})" if ex.text != name else ""
-            raise _missing("branch", name, path, f"tree {tree!r}{used}", keys)
-    values = {}
-    for name in dict.fromkeys(n for ex in parsed.values() for n in ex.names):
-        try:
-            values[name] = t[name].array(library="ak")
-        except _corrupt_types() as err:
-            raise _corrupt(path, err, f"reading branch {name!r} of tree {tree!r}") from err
-    where = f" on tree {tree!r} in {path}"
-    return {column: ex.evaluate(values, t.num_entries, where) for column, ex in parsed.items()}
-
-
-def read_user_events(
-    path: str | os.PathLike,
-    tree: str,
-    branches: Mapping[str, str] | Sequence[str] | None = None,
-    selection: EventSelection | None = None,
-) -> tuple[np.ndarray, list[str]]:
-    """Read events from a user's ROOT file.
-
-    Without ``selection`` every requested branch must be flat (one number per event); the result
-    has one column per branch. With an :class:`EventSelection` (any object with ``inputs()`` and
-    ``select(arrays)``, e.g. ``simulator.event_selection()``) the collections it names are read as
-    jagged arrays and the result is what its ``select`` makes of them: one row per selected event.
-
-    Arguments:
-        path: ROOT file.
-        tree: name of the ``TTree`` in it.
-        branches: without selection: branch names (list) or ``{column: expression}``
-            (expressions such as ``"pt * cosh(eta)"`` in the grammar of
-            :mod:`mfinfer.io.expressions`, which rejects anything else); with a selection: optional
-            ``{canonical input: expression}`` overrides, canonical inputs being
-            ``selection.inputs()`` (e.g. ``{"Electron_pt": "el_pt"}``).
-        selection: rule for jagged per-event collections, or None for flat branches.
-
-    Returns:
-        ``(x, names)``: events (m, D) float64 and the D column names (m is the number of
-        selected events). The count is logged at INFO level on ``mfinfer.io.root`` as
-        ``selected m of M events from FILE`` (M: the tree's entries).
-
-    Raises:
-        InputError: besides bad arguments, when no event is selected (the message names the file,
-            the tree and the selection).
-    """
-    path = Path(path)
-    if selection is not None:
-        _check_selection(selection)
-    exprs = branch_expressions({} if branches is None else branches)
-    if selection is None and not exprs:
-        raise InputError(
-            "branches: expected branch names or {column: expression}, got none; e.g. ['pt', 'eta'] "
-            "or {'pt2': 'pt**2'}, or pass an EventSelection"
-        )
-    with _open(path) as f:
-        t = _get_tree(f, path, tree)
-        entries = int(t.num_entries)
-        if selection is None:
-            cols = []
-            for name, a in _read_arrays(t, path, tree, exprs).items():
-                expr = "" if exprs[name] == name else f" = {exprs[name]!r}"
-                what = f"{path}: column {name!r}{expr} in tree {tree!r}"
-                if a.ndim != 1:
-                    raise InputError(
-                        f"{what} is jagged ({a.type.content}), expected one number per event; pass "
-                        "an EventSelection (e.g. simulators.higgs4l.LeptonSelection()) to build "
-                        "observables from collections, or reduce it (e.g. 'Electron_pt[:, 0]')"
-                    )
-                try:
-                    cols.append(_awkward().to_numpy(a).astype(np.float64))
-                except (ValueError, TypeError) as err:
-                    raise InputError(f"{what}: expected one number per event, got {a.type}") from err
-            return _selected(np.stack(cols, axis=1), list(exprs), entries, path, tree, None)
-
-        inputs = selection.inputs()
-        unknown = [k for k in exprs if k not in inputs]
-        if unknown:
-            raise _missing("selection input", unknown[0], path, "the selection's inputs", inputs)
-        exprs = {k: exprs.get(k, k) for k in inputs}
-        arrays = _read_arrays(t, path, tree, exprs)
-        for name in inputs:
-            if arrays[name].ndim != 2:
-                raise InputError(
-                    f"{path}: expected {name!r} in tree {tree!r} to be a per-event collection "
-                    f"(var * number), got {arrays[name].type}"
-                )
-    x, names = selection.select({k: arrays[k] for k in inputs})
-    x, names = np.asarray(x, dtype=np.float64), [str(n) for n in names]
-    if x.ndim != 2 or x.shape[1] != len(names):
-        raise InputError(
-            f"selection: {type(selection).__name__}.select returned events of shape {x.shape} and "
-            f"{len(names)} names; expected shape (m, {len(names)})"
-        )
-    return _selected(x, names, entries, path, tree, selection)
-
-
-def _selected(x: np.ndarray, names: list[str], entries: int, path: Path, tree: str,
-              selection: EventSelection | None) -> tuple[np.ndarray, list[str]]:
-    """Log how many of the tree's entries were kept; refuse an empty result."""
-    if len(x) == 0:
-        rule = "" if selection is None else f" by the selection {selection!r}"
-        raise InputError(f"{path}: no events selected{rule} from the {entries} entries of tree "
-                         f"{tree!r}; check the file, the tree and the selection")
-    _log.info("selected %d of %d events from %s", len(x), entries, path)
-    return x, names

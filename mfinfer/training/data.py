@@ -1,4 +1,4 @@
-"""Training data checks and the train/validation split."""
+"""Training data checks (events, parameters, event weights) and the train/validation split."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import Tensor
 from mfinfer._validation import as_matrix, nonfinite_rows
 from mfinfer.errors import InputError
 
-__all__ = ["check_training_data", "split"]
+__all__ = ["check_training_data", "normalised_weights", "split"]
 
 
 def check_training_data(
@@ -20,17 +20,24 @@ def check_training_data(
     data_dim: int,
     param_dim: int,
     drop_invalid: bool = False,
-) -> tuple[Tensor, Tensor | None]:
-    """Validate training events and parameters; return them as float64 tensors.
+    weights: np.ndarray | Tensor | None = None,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Validate training events, parameters and event weights; return them as float64 tensors.
 
     Args:
         x: events, (n, D).
         theta: parameters, (n, p), or None for an unconditional model.
         data_dim, param_dim: what the model expects.
-        drop_invalid: drop rows with NaN/inf (with a warning giving the count) instead of raising.
+        drop_invalid: drop rows with NaN/inf (in x, θ or the weight; with a warning giving the
+            count) instead of raising.
+        weights: event weights, (n,), or None. Negative weights are allowed; the total must be > 0.
+
+    Returns:
+        ``(x, theta, weights)``.
 
     Raises:
-        InputError: wrong shapes, or NaN/inf rows (with their number) when ``drop_invalid`` is False.
+        InputError: wrong shapes, NaN/inf rows (with their number) when ``drop_invalid`` is False,
+            or weights whose total is not positive.
     """
     x = as_matrix(x, data_dim, "x", finite=False, allow_row=False)
     if param_dim == 0:
@@ -45,7 +52,21 @@ def check_training_data(
         theta = as_matrix(theta, None, "theta", finite=False, allow_row=False, min_rows=0)
         if theta.shape != (len(x), param_dim):
             raise InputError(f"theta: expected shape ({len(x)}, {param_dim}) to match x, got {theta.shape}")
+    if weights is not None:
+        w = weights.detach().cpu().numpy() if isinstance(weights, Tensor) else np.asarray(weights)
+        if w.ndim == 2 and w.shape[1] == 1:
+            w = w[:, 0]
+        if w.shape != (len(x),) or not np.issubdtype(w.dtype, np.number) or np.iscomplexobj(w):
+            raise InputError(f"weights: expected one real number per event, shape ({len(x)},), got "
+                             f"{w.dtype} of shape {w.shape}")
+        weights = w.astype(np.float64)
+        bad_w = np.flatnonzero(~np.isfinite(weights))
+        if bad_w.size and not drop_invalid:
+            raise InputError(f"weights: {bad_w.size} of {len(x)} weights are NaN or inf (rows "
+                             f"{bad_w[:5].tolist()}); fix them, or pass drop_invalid=True to drop those rows")
     bad = np.union1d(nonfinite_rows(x), nonfinite_rows(theta) if theta is not None else [])
+    if weights is not None:
+        bad = np.union1d(bad, np.flatnonzero(~np.isfinite(weights)))
     if bad.size:
         if not drop_invalid:
             raise InputError(
@@ -56,9 +77,32 @@ def check_training_data(
         keep = np.setdiff1d(np.arange(len(x)), bad)
         x = x[keep]
         theta = theta[keep] if theta is not None else None
+        weights = weights[keep] if weights is not None else None
     if len(x) < 2:
         raise InputError(f"training data: need at least 2 valid rows, got {len(x)}")
-    return torch.as_tensor(x), None if theta is None else torch.as_tensor(theta)
+    if weights is not None and not weights.sum() > 0:
+        raise InputError(f"weights: the total weight must be positive, got {weights.sum():.6g} "
+                         f"({int((weights < 0).sum())} of {len(weights)} weights negative); check the "
+                         "weight branch and its sign convention")
+    return (torch.as_tensor(x), None if theta is None else torch.as_tensor(theta),
+            None if weights is None else torch.as_tensor(weights))
+
+
+def normalised_weights(weights: Tensor | None, idx: Tensor, part: str) -> Tensor | None:
+    """The weights of the rows ``idx`` divided by their mean (so they average to one), or None.
+
+    A part whose weights sum to zero or less (possible with negative weights) cannot define a
+    weighted mean: ``InputError`` naming the part (``training`` or ``validation``) and the fix.
+    """
+    if weights is None or len(idx) == 0:
+        return None
+    w = weights[idx]
+    total = float(w.sum())
+    if not total > 0:
+        raise InputError(f"weights: the {part} split's weights sum to {total:.6g} (<= 0), so its weighted "
+                         "mean loss is undefined; use more events, fewer negative weights, or another "
+                         "validation_fraction/seed")
+    return w * (len(w) / total)
 
 
 def split(n: int, validation_fraction: float, seed: int) -> tuple[Tensor, Tensor]:

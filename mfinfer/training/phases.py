@@ -14,6 +14,11 @@ own optimizer:
 
 The phases ask the model for its parameter groups (``manifold_parameters``,
 ``density_parameters``); they never look at its class.
+
+Event weights: every loss is a mean of per-event terms ℓ_i (−log p, the reconstruction MSE, or
+their sum). Given ``weights`` (B,) it is ``mean(w_i ℓ_i)`` instead, the trainer having divided the
+weights by their mean over the data set (see ``mfinfer.training.train``), so that a pass over the
+data gives the weighted mean loss Σ w_i ℓ_i / Σ w_i; without weights the plain mean, unchanged.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ __all__ = ["PHASES", "SCHEDULES", "Phase", "Schedule", "segments"]
 Schedule = Literal["nll", "pie", "sequential", "alternating", "simultaneous", "fom"]
 SCHEDULES: tuple[str, ...] = ("nll", "pie", "sequential", "alternating", "simultaneous", "fom")
 
-Loss = Callable[[Flow, Tensor, "Tensor | None", float], Tensor]
+Loss = Callable[..., Tensor]
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,8 @@ class Phase:
     Attributes:
         name: ``nll``, ``pie``, ``M``, ``D`` or ``S``.
         group: ``"all"``, ``"manifold"`` or ``"density"``: the model's parameter group it trains.
-        loss: ``loss(model, x (B, D), theta (B, p) | None, mse_weight) -> scalar``.
+        loss: ``loss(model, x (B, D), theta (B, p) | None, mse_weight, weights=None) -> scalar``;
+            ``weights`` (B,), already normalised, make it the weighted mean of the per-event terms.
         needs_manifold: the phase needs an injective flow (encode/decode).
     """
 
@@ -65,19 +71,50 @@ class Phase:
         return params
 
 
-def _d_loss(m: Flow, x: Tensor, t: Tensor | None, w: float) -> Tensor:
+def _mean(terms: Tensor, weights: Tensor | None) -> Tensor:
+    """The mean of per-event terms (B,), weighted by normalised ``weights`` (B,) if given."""
+    return terms.mean() if weights is None else (weights * terms).mean()
+
+
+def _mse(m: Flow, x: Tensor, t: Tensor | None, weights: Tensor | None) -> Tensor:
+    """The reconstruction loss: the model's own mean; with weights, the weighted mean of its
+    per-event terms (the squared distance to project(x) per column in units of the input
+    standardisation, as ``reconstruction_loss`` computes it)."""
+    if weights is None:
+        return m.reconstruction_loss(x, t)
+    standardize = getattr(m, "standardize", None)
+    scale = standardize.scale if standardize is not None else 1.0
+    return _mean((((m.project(x, t) - x) / scale) ** 2).sum(-1), weights)
+
+
+def _nll(m: Flow, x: Tensor, t: Tensor | None, w: float, weights: Tensor | None = None) -> Tensor:
+    return _mean(-m.log_prob(x, t), weights)
+
+
+def _pie(m: Flow, x: Tensor, t: Tensor | None, w: float, weights: Tensor | None = None) -> Tensor:
+    return _mean(-m.log_prob(x, t, mode="pie"), weights)
+
+
+def _m_loss(m: Flow, x: Tensor, t: Tensor | None, w: float, weights: Tensor | None = None) -> Tensor:
+    return w * _mse(m, x, t, weights)
+
+
+def _d_loss(m: Flow, x: Tensor, t: Tensor | None, w: float, weights: Tensor | None = None) -> Tensor:
     with torch.no_grad():
         u = m.encode(x, t)
-    return -m.inner_log_prob(u, t).mean()
+    return _mean(-m.inner_log_prob(u, t), weights)
+
+
+def _s_loss(m: Flow, x: Tensor, t: Tensor | None, w: float, weights: Tensor | None = None) -> Tensor:
+    return _mean(-m.log_prob(x, t), weights) + w * _mse(m, x, t, weights)
 
 
 PHASES: dict[str, Phase] = {
-    "nll": Phase("nll", "all", lambda m, x, t, w: -m.log_prob(x, t).mean()),
-    "pie": Phase("pie", "all", lambda m, x, t, w: -m.log_prob(x, t, mode="pie").mean(), True),
-    "M": Phase("M", "manifold", lambda m, x, t, w: w * m.reconstruction_loss(x, t), True),
+    "nll": Phase("nll", "all", _nll),
+    "pie": Phase("pie", "all", _pie, True),
+    "M": Phase("M", "manifold", _m_loss, True),
     "D": Phase("D", "density", _d_loss, True),
-    "S": Phase("S", "all", lambda m, x, t, w: -m.log_prob(x, t).mean() + w * m.reconstruction_loss(x, t),
-               True),
+    "S": Phase("S", "all", _s_loss, True),
 }
 
 

@@ -8,6 +8,15 @@ the model and the SHA-256 of the data; a resume refuses a run of another identit
 ``ConfigError``). ``resume=True`` continues from the last completed epoch and ends with exactly the
 weights of an uninterrupted run: batches are shuffled by a generator seeded from (seed, epoch), so
 nothing random lives outside the checkpoint.
+
+Event weights (``train(..., weights=w)``, e.g. generator weights, negative ones included): the loss
+is the weighted mean Σ w_i ℓ_i / Σ w_i of the per-event losses ℓ_i in every schedule. Each batch B
+contributes Σ_B w_i ℓ_i / (|B| w̄), w̄ the mean weight of the training split: an unbiased estimate
+of that weighted mean whose normalisation does not depend on the batch (a batch whose weights nearly
+cancel would make Σ_B w_i tiny or negative), and a pass over the split gives it exactly. The
+validation loss is the weighted mean over the validation split. A split whose weights sum to zero
+or less is refused (``InputError``). Negative weights make the loss noisier, not biased. The weights
+are part of the run's identity (their SHA-256 in ``train_config.json``).
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from mfinfer.caching import array_digest, canonical
 from mfinfer.errors import ConfigError, CorruptFileError, NonFiniteLossError
 from mfinfer.files import atomic_write_json, atomic_write_pair, open_pair, read_json, torch_load_tensors
 from mfinfer.models import Flow
-from mfinfer.training.data import check_training_data, split
+from mfinfer.training.data import check_training_data, normalised_weights, split
 from mfinfer.training.phases import PHASES, SCHEDULES, Schedule, segments
 from mfinfer.utils import progress_bar, resolve_device
 
@@ -84,15 +93,26 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[Tensor]:
 
 
 def _evaluate(
-    model: Flow, loss, x: Tensor, theta: Tensor | None, batch_size: int, mse_weight: float
+    model: Flow, loss, x: Tensor, theta: Tensor | None, batch_size: int, mse_weight: float,
+    weights: Tensor | None = None,
 ) -> float:
+    """The mean loss over x (weighted by ``weights`` normalised to mean one, if given)."""
     if len(x) == 0:
         return float("nan")
     total = 0.0
     with torch.no_grad():  # the S loss's Jacobian uses forward-mode AD, which needs no graph
         for idx in torch.arange(len(x)).split(max(batch_size, 1000)):
-            total += loss(model, x[idx], None if theta is None else theta[idx], mse_weight).item() * len(idx)
+            total += _loss(loss, model, x, theta, idx, mse_weight, weights).item() * len(idx)
     return total / len(x)
+
+
+def _loss(loss, model: Flow, x: Tensor, theta: Tensor | None, idx: Tensor, mse_weight: float,
+          weights: Tensor | None) -> Tensor:
+    """A phase's loss on the rows ``idx`` (weighted when ``weights`` is given)."""
+    t = None if theta is None else theta[idx]
+    if weights is None:
+        return loss(model, x[idx], t, mse_weight)
+    return loss(model, x[idx], t, mse_weight, weights=weights[idx])
 
 
 def train(
@@ -103,6 +123,7 @@ def train(
     run_dir: str | Path | None = None,
     resume: bool = False,
     drop_invalid: bool = False,
+    weights: np.ndarray | Tensor | None = None,
 ) -> list[dict]:
     """Train ``model`` on events x (n, D) simulated at θ (n, p); returns the per-epoch history.
 
@@ -113,30 +134,40 @@ def train(
         run_dir: where to write ``checkpoint.pt`` each epoch (atomically); None keeps nothing.
         resume: continue from ``run_dir/checkpoint.pt`` if it exists.
         drop_invalid: drop NaN/inf rows with a warning instead of raising.
+        weights: event weights (n,), negative ones allowed (see the module docstring); None: all 1.
 
     Raises:
-        ValueError: bad data (shapes, NaN/inf).
+        ValueError: bad data (shapes, NaN/inf, weights whose total is not positive).
         ConfigError: resuming a checkpoint trained with other settings, another model or other
             data (``train_config.json`` differs: every TrainConfig field but ``progress`` and
-            ``device``, the model's class and config, the SHA-256 of x and θ).
+            ``device``, the model's class and config, the SHA-256 of x and θ and of the weights).
         NonFiniteLossError: the loss became NaN/inf (names the phase, epoch and batch).
     """
     cfg = config or TrainConfig()
     schedule = cfg.schedule or model.default_schedule
     device = resolve_device(cfg.device)
     dtype = next(model.parameters()).dtype
-    x, theta = check_training_data(x, theta, model.data_dim, model.param_dim, drop_invalid)
+    x, theta, w = check_training_data(x, theta, model.data_dim, model.param_dim, drop_invalid, weights)
     data_sha256 = array_digest(x, theta)  # the data as given, before the cast to the model's dtype
+    weights_sha256 = None if w is None else array_digest(w)
     x, theta = x.to(device, dtype), None if theta is None else theta.to(device, dtype)
     model.to(device)
     train_idx, val_idx = split(len(x), cfg.validation_fraction, cfg.seed)
+    w_split = {}  # weights over x's rows, normalised to mean one within each split
+    if w is not None:
+        w_split = {"train": torch.zeros(len(x), dtype=dtype), "val": torch.zeros(len(x), dtype=dtype)}
+        for part, idx in (("train", train_idx), ("val", val_idx)):
+            norm = normalised_weights(w, idx, "training" if part == "train" else "validation")
+            if norm is not None:
+                w_split[part][idx] = norm.to(dtype)
+        w_split = {k: v.to(device) for k, v in w_split.items()}
     if cfg.standardize:  # on resume the checkpoint restores them
         model.fit_standardization(x[train_idx])
 
     plan = segments(schedule, cfg.epochs)
     run_dir = Path(run_dir) if run_dir is not None else None
     ckpt_path = run_dir / "checkpoint.pt" if run_dir else None
-    cfg_record = _identity(model, cfg, schedule, len(x), data_sha256)
+    cfg_record = _identity(model, cfg, schedule, len(x), data_sha256, weights_sha256)
 
     state: dict[str, Any] = {"segment": 0, "epoch": 0, "history": []}
     if resume and run_dir is not None and ckpt_path is not None and ckpt_path.exists():
@@ -147,7 +178,7 @@ def train(
         atomic_write_json(cfg_record, run_dir / "train_config.json")
 
     while state["segment"] < len(plan):
-        _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_path)
+        _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_path, w_split)
     return state["history"]
 
 
@@ -155,14 +186,16 @@ def train(
 _NOT_IDENTITY = ("progress", "device")
 
 
-def _identity(model: Flow, cfg: TrainConfig, schedule: str, n_train: int, data_sha256: str) -> dict:
+def _identity(model: Flow, cfg: TrainConfig, schedule: str, n_train: int, data_sha256: str,
+              weights_sha256: str | None = None) -> dict:
     """What a checkpoint's weights depend on, as ``train_config.json`` records it: every TrainConfig
     field but ``progress`` and ``device``, the schedule, the model (class and config) and the
-    training data (size and SHA-256 of the float64 bytes of x and θ)."""
+    training data (size and SHA-256 of the float64 bytes of x and θ, and of the event weights;
+    None without weights, as a record from before weights existed reads)."""
     fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_IDENTITY}
     return canonical({**fields, "schedule": schedule, "model": {"kind": type(model).__name__,
                                                                 "config": model.config},
-                      "n_train": n_train, "data_sha256": data_sha256})
+                      "n_train": n_train, "data_sha256": data_sha256, "weights_sha256": weights_sha256})
 
 
 def _check_identity(saved: Any, now: dict, run_dir: Path) -> None:
@@ -207,7 +240,9 @@ def _load_checkpoint(ckpt_path: Path, device: torch.device) -> dict[str, Any]:
     return state
 
 
-def _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_path) -> None:
+def _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_path, weights=None) -> None:
+    weights = weights or {}
+    w_train, w_val = weights.get("train"), weights.get("val")
     seg = state["segment"]
     phases, n_epochs = plan[seg]
     params = {p: PHASES[p].parameters(model) for p in phases}
@@ -238,7 +273,7 @@ def _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_pat
             batches = _batches(len(train_idx), cfg.batch_size, cfg.seed, global_epoch + epoch)
             for b, batch in enumerate(batches):
                 idx = train_idx[batch]
-                loss = PHASES[p].loss(model, x[idx], None if theta is None else theta[idx], cfg.mse_weight)
+                loss = _loss(PHASES[p].loss, model, x, theta, idx, cfg.mse_weight, w_train)
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(
                         f"loss is {loss.item()} in phase {p}, epoch {global_epoch + epoch}, batch {b}; "
@@ -261,7 +296,8 @@ def _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_pat
             record[f"lr_{p}"] = opts[p].param_groups[0]["lr"]
         model.eval()
         val = sum(_evaluate(model, PHASES[p].loss, x[val_idx], None if theta is None else theta[val_idx],
-                            cfg.batch_size, cfg.mse_weight) for p in phases)
+                            cfg.batch_size, cfg.mse_weight, None if w_val is None else w_val[val_idx])
+                  for p in phases)
         record["val"] = val
         state["history"].append(record)
         bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k.startswith(("train", "val"))})

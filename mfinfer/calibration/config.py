@@ -1,0 +1,247 @@
+"""The ``calibration:`` section of a run config, and the campaign a whole file describes.
+
+A calibration config is a run config (:class:`mfinfer.config.RunConfig`) plus a ``calibration``
+section (:class:`CalibrationConfig`). Trained models are named by their ``models[].name``; the
+name ``truth`` is the simulator's exact likelihood. A campaign of ``truth`` alone needs no
+``models``, ``n_train`` or ``observed`` section: the file then holds only ``name``, ``simulator``
+and optionally ``seeds``, ``output_dir``, ``device``, ``threads``. Every problem raises
+``ConfigError`` naming the field, what was expected and the fix, before any work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_type_hints
+
+import numpy as np
+
+from mfinfer.config import (
+    ModelConfig,
+    RunConfig,
+    _build,
+    _check,
+    _check_device,
+    _check_fields,
+    _choice,
+    _simulator,
+    _unknown,
+    read_yaml,
+)
+from mfinfer.errors import ConfigError
+from mfinfer.evaluation.report import TRUTH
+from mfinfer.inference.mcmc import Method, sample_posterior
+
+__all__ = ["DEFAULT_LEVELS", "TRUTH", "CalibrationConfig", "Campaign", "load_campaign"]
+
+#: Credibility levels 0.05, 0.10, ..., 0.95.
+DEFAULT_LEVELS = [round(0.05 * k, 2) for k in range(1, 20)]
+#: Top-level fields a truth-only campaign may hold (besides ``calibration``).
+_TRUTH_ONLY_FIELDS = ("name", "simulator", "seeds", "device", "threads", "output_dir")
+#: Fields that make the file a full run config (validated as one, models trained by the pipeline).
+_RUN_FIELDS = ("n_train", "models", "observed")
+#: ``sample_posterior`` arguments the campaign sets itself, and what sets them.
+_SET_BY_CAMPAIGN = {"num_samples": "calibration.num_samples", "method": "calibration.method",
+                    "rng": "the campaign (seeded per observation)", "progress": "the campaign (--quiet)"}
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """A calibration campaign: posteriors of many simulated observations, ranked against θ.
+
+    Attributes:
+        n_observations: number of observations j; θ_j ~ prior, seeded from (seed, j).
+        n_events: i.i.d. events per observation X_j.
+        num_samples: posterior samples per observation and model.
+        levels: credibility levels in (0, 1) at which coverage is reported.
+        models: ``truth`` and/or names of the config's ``models``.
+        method: the sampler of :func:`mfinfer.inference.sample_posterior` (``smc``, ``emcee``...).
+        sampler: further ``sample_posterior`` options (``num_particles``, ``num_walkers``...).
+        c2st: also run sbi's classifier checks (``check_sbc``: C2ST of ranks and of the
+            data-averaged posterior; seconds per model); the KS tests always run.
+    """
+
+    n_observations: int = field(metadata={"min": 1})
+    n_events: int = field(default=20, metadata={"min": 1})
+    num_samples: int = field(default=1000, metadata={"min": 1})
+    levels: list[float] = field(default_factory=lambda: list(DEFAULT_LEVELS),
+                                metadata={"gt": 0, "lt": 1, "min_len": 1})
+    models: list[str] = field(default_factory=lambda: [TRUTH], metadata={"min_len": 1})
+    method: str = "smc"
+    sampler: dict[str, Any] = field(default_factory=dict)
+    c2st: bool = True
+
+    def __post_init__(self) -> None:
+        _check_fields(self, "calibration")
+        _choice(self.method, get_args(Method), "calibration.method")
+        if len(set(self.levels)) != len(self.levels):
+            raise ConfigError(f"calibration.levels: expected distinct levels, got {self.levels}")
+        if len(set(self.models)) != len(self.models):
+            raise ConfigError(f"calibration.models: expected distinct names, got {self.models}")
+        for key in self.sampler:
+            if key in _SET_BY_CAMPAIGN:
+                raise ConfigError(f"calibration.sampler.{key}: set by {_SET_BY_CAMPAIGN[key]}; "
+                                  "remove it here")
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A validated calibration config file.
+
+    Attributes:
+        name, simulator, output_dir: as in :class:`~mfinfer.config.RunConfig`.
+        device, threads: where and with how many torch threads the models are trained; the
+            workers evaluate them on the CPU, one thread each.
+        seed: the campaign's seed, the first of ``seeds``; trained models are those of the run
+            directory ``seed_<seed>``.
+        calibration: the ``calibration`` section.
+        run: the run config whose models are calibrated (None for a ``truth``-only campaign
+            without ``models``).
+    """
+
+    name: str
+    simulator: dict[str, Any]
+    seed: int
+    calibration: CalibrationConfig
+    run: RunConfig | None = None
+    output_dir: str = "runs"
+    device: str = "cpu"
+    threads: int = 1
+
+    @property
+    def directory(self) -> Path:
+        """``<output_dir>/<name>/calibration``."""
+        return Path(self.output_dir) / self.name / "calibration"
+
+    @property
+    def trained(self) -> list[ModelConfig]:
+        """The config's models that the campaign calibrates, in ``calibration.models`` order."""
+        by_name = {m.name: m for m in self.run.models} if self.run else {}
+        return [by_name[n] for n in self.calibration.models if n != TRUTH]
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Campaign:
+        if not isinstance(data, dict):
+            raise ConfigError(f"config: expected a mapping of fields (name:, simulator:, "
+                              f"calibration:, ...), got {type(data).__name__}")
+        data = dict(data)
+        if "calibration" not in data:
+            raise ConfigError("calibration: missing; add a section such as calibration: "
+                              "{n_observations: 200, models: [truth]}")
+        cal = _build(CalibrationConfig, data.pop("calibration"), "calibration")
+        if any(key in data for key in _RUN_FIELDS):
+            run: RunConfig | None = RunConfig.from_dict(data)
+            base = {key: getattr(run, key) for key in _TRUTH_ONLY_FIELDS}
+        else:
+            run, base = None, _truth_only(data)
+        names = [m.name for m in run.models] if run else []
+        for i, name in enumerate(cal.models):
+            if name == TRUTH or name in names:
+                continue
+            if run is None:
+                raise ConfigError(f"calibration.models[{i}]: {name!r} is a trained model, which needs "
+                                  "the config's models, n_train and observed sections (as for "
+                                  "`mfinfer run`); add them, or calibrate only 'truth'")
+            near = difflib.get_close_matches(name, [TRUTH, *names], n=len(names) + 1, cutoff=0.0)
+            raise ConfigError(f"calibration.models[{i}]: no model named {name!r}; expected 'truth' or "
+                              f"a name of models (nearest first): {near}")
+        sim = _simulator(base["simulator"])
+        _check_simulator(sim, base["simulator"]["name"], TRUTH in cal.models)
+        _check_sampler(cal, sim.prior)
+        return cls(name=base["name"], simulator=base["simulator"], seed=base["seeds"][0],
+                   calibration=cal, run=run, output_dir=base["output_dir"], device=base["device"],
+                   threads=base["threads"])
+
+
+def _truth_only(data: dict[str, Any]) -> dict[str, Any]:
+    """The top-level fields of a truth-only campaign, checked as RunConfig checks them."""
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    hints = get_type_hints(RunConfig)
+    for key in data:
+        if key in fields and key not in _TRUTH_ONLY_FIELDS:
+            raise ConfigError(f"{key}: used with trained models only (the models, n_train and observed "
+                              "sections of `mfinfer run`); remove it, or add those sections")
+        if key not in fields:
+            _unknown(key, [*_TRUTH_ONLY_FIELDS, "calibration"], "config")
+    for key in ("name", "simulator"):
+        if key not in data:
+            raise ConfigError(f"config: missing required field {key!r}; add it (e.g. name: power-"
+                              "calibration, simulator: {name: power})")
+    out = {}
+    for key in _TRUTH_ONLY_FIELDS:
+        f = fields[key]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        out[key] = data.get(key, default)
+        if key != "simulator":
+            _check(out[key], hints[key], key, f.metadata)
+    if re.search(r"[/\\]", out["name"]) or out["name"] in (".", ".."):
+        raise ConfigError(f"name: names the run directory, so it cannot be '.', '..' or hold '/' or "
+                          f"'\\', got {out['name']!r}")
+    if len(set(out["seeds"])) != len(out["seeds"]):
+        raise ConfigError(f"seeds: expected distinct seeds, got {out['seeds']}")
+    _check_device(out["device"])
+    return out
+
+
+def _check_simulator(sim: Any, name: str, truth: bool) -> None:
+    """A simulator with parameters under a prior and, for ``truth``, an exact likelihood."""
+    if getattr(sim, "param_dim", 0) < 1 or getattr(sim, "prior", None) is None:
+        raise ConfigError(f"simulator: calibration draws θ from the prior, but {name!r} has no "
+                          "parameters (param_dim 0); choose a simulator with parameters, e.g. power")
+    if not truth:
+        return
+    rng = np.random.default_rng(0)
+    theta = sim.prior.sample(1, rng)
+    try:
+        sim.log_likelihood(sim.sample(theta, rng), theta)
+    except (NotImplementedError, AttributeError):
+        raise ConfigError(f"calibration.models: 'truth' needs the simulator's exact likelihood, and "
+                          f"{name!r} has none; remove 'truth', or choose a simulator with "
+                          "log_likelihood (e.g. power, conditional_sphere)") from None
+
+
+def _check_sampler(cal: CalibrationConfig, prior: Any) -> None:
+    """Run the sampler once on a narrow Gaussian posterior inside the prior, so that a bad method
+    or option fails here and not on the workers."""
+    low, high = prior.bounds
+    width = np.where(np.isfinite(high - low), 0.05 * (high - low), 0.1)
+    centre = prior.sample(1, 0)[0]
+
+    def log_like(theta: np.ndarray) -> np.ndarray:
+        return -0.5 * np.sum(((theta - centre) / width) ** 2, axis=1)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sample_posterior(log_like, prior, cal.num_samples, method=cal.method, rng=0,
+                             progress=False, **cal.sampler)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"calibration.sampler: method {cal.method!r} with options {cal.sampler} "
+                          f"fails on a test posterior: {err}; fix the options (see "
+                          "mfinfer.inference.sample_posterior)") from None
+
+
+def load_campaign(path: str | Path, overrides: dict[str, Any] | None = None) -> Campaign:
+    """Read and validate a calibration config (a run config with a ``calibration`` section).
+
+    Arguments:
+        path: the YAML file.
+        overrides: top-level fields that replace the file's (the CLI's ``--seeds``, ``--device``,
+            ``--output-dir``), validated with the rest.
+
+    Raises:
+        OSError: the file cannot be read.
+        ConfigError: invalid YAML or any invalid field (the message names the file and field).
+    """
+    path = Path(path)
+    data = read_yaml(path, "calibration configuration")
+    if overrides and isinstance(data, dict | None):
+        data = {**(data or {}), **overrides}
+    try:
+        return Campaign.from_dict({} if data is None else data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
