@@ -194,10 +194,11 @@ class ModelInputs:
 
     @cached_property
     def projection_errors(self) -> np.ndarray:
-        """|project(x_i) − x_i|, (n,) (zeros for a model without a manifold)."""
+        """|project(x_i) − x_i|, (n,) (zeros for a model without a manifold); a θ-dependent
+        manifold projects each x_i at its own θ_i."""
         from mfinfer.inference import projection_errors
 
-        return projection_errors(self.model, self.x)
+        return projection_errors(self.model, self.x, self.theta)
 
     @cached_property
     def log_likelihood(self) -> np.ndarray:
@@ -217,10 +218,12 @@ class ModelInputs:
 
 @dataclass
 class ObservedInputs:
-    """The observed events x (n, D) at one true point, with the model's held-out inputs."""
+    """The observed events x (n, D) at one true point θ* (p,), with the model's held-out inputs.
+    θ* is needed only by a θ-dependent manifold (else its metrics here do not apply)."""
 
     held_out: ModelInputs
     x: np.ndarray
+    theta: np.ndarray | None = None
 
     provides = frozenset({"model_on_observed"})
     is_truth = False
@@ -233,7 +236,10 @@ class ObservedInputs:
     def projection_errors(self) -> np.ndarray:
         from mfinfer.inference import projection_errors
 
-        return projection_errors(self.held_out.model, self.x)
+        model = self.held_out.model
+        if self.theta is None and getattr(model, "conditional_manifold", False):
+            raise NotImplementedError("the projection onto a θ-dependent manifold needs θ*")
+        return projection_errors(model, self.x, self.theta)
 
 
 # ------------------------------------------------------------------ the registry

@@ -25,6 +25,8 @@ class AmbientFlow(Flow):
         data_dim: D.
         param_dim: dimension of θ (0: unconditional).
         num_layers: number of spline layers.
+        theta_loc, theta_scale: the networks see (θ − loc) / scale instead of θ (e.g. the prior's
+            centre and half-width); default: θ as given.
         hidden_features, num_blocks, num_bins, tail_bound, linear: architecture
             (see ``mfinfer.models.transforms.flow_transform``).
 
@@ -36,11 +38,14 @@ class AmbientFlow(Flow):
 
     default_schedule = "nll"
 
-    def __init__(self, data_dim: int, *, param_dim: int = 0, num_layers: int = 5, **arch: Any) -> None:
+    def __init__(self, data_dim: int, *, param_dim: int = 0, num_layers: int = 5,
+                 theta_loc: list[float] | None = None, theta_scale: list[float] | None = None,
+                 **arch: Any) -> None:
         super().__init__()
-        check_arch("AmbientFlow", arch, ("param_dim", "num_layers"))
+        check_arch("AmbientFlow", arch, ("param_dim", "num_layers", "theta_loc", "theta_scale"))
         self.data_dim, self.param_dim = data_dim, param_dim
-        self.config = {"data_dim": data_dim, "param_dim": param_dim, "num_layers": num_layers, **arch}
+        self.config = {"data_dim": data_dim, "param_dim": param_dim, "num_layers": num_layers, **arch,
+                       **self._set_theta_map(theta_loc, theta_scale)}
         self.standardize = Standardize(data_dim)
         self.transform = CompositeTransform(
             [self.standardize, flow_transform(data_dim, num_layers, param_dim, **arch)]

@@ -144,7 +144,29 @@ class Flow(nn.Module):
             theta = [theta]
         elif isinstance(theta, Tensor) and theta.ndim == 1:
             theta = theta[None]
-        return broadcast_rows(self._check_input(theta, self.param_dim, "theta"), n, "theta")
+        theta = broadcast_rows(self._check_input(theta, self.param_dim, "theta"), n, "theta")
+        loc: Tensor | None = getattr(self, "theta_loc", None)
+        return theta if loc is None else (theta - loc) / self.theta_scale
+
+    def _set_theta_map(self, loc: Any, scale: Any) -> dict[str, list[float]]:
+        """Register the fixed map θ -> (θ − loc) / scale that every network sees instead of θ
+        (opt-in: e.g. the prior's centre and half-width, so that θ of order 10 or 100 reaches the
+        networks as numbers of order one); both None: θ as given. Returns the config entries."""
+        if loc is None and scale is None:
+            return {}
+        if loc is None or scale is None:
+            raise InputError("theta_loc, theta_scale: give both or neither")
+        pair = [torch.as_tensor(v, dtype=torch.float64).reshape(-1) for v in (loc, scale)]
+        for name, v in zip(("theta_loc", "theta_scale"), pair, strict=True):
+            if v.shape != (self.param_dim,) or not torch.isfinite(v).all():
+                raise InputError(f"{name}: expected {self.param_dim} finite numbers (one per "
+                                 f"parameter), got {v.tolist()}")
+        if (pair[1] <= 0).any():
+            raise InputError(f"theta_scale: expected positive numbers, got {pair[1].tolist()}")
+        dtype = torch.get_default_dtype()
+        self.register_buffer("theta_loc", pair[0].to(dtype))
+        self.register_buffer("theta_scale", pair[1].to(dtype))
+        return {"theta_loc": pair[0].tolist(), "theta_scale": pair[1].tolist()}
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config.items() if not isinstance(v, dict))

@@ -150,7 +150,7 @@ class InjectiveFlow(Flow):
         z = torch.randn(n, self.manifold_dim, generator=generator, dtype=ref.dtype, device=ref.device)
         with self._grad_context(theta):
             u = self.inner.inverse(z, context=theta)[0]
-            return self._decode(u, self._manifold_theta(theta, n))
+            return self._decode(u, theta if self.conditional_manifold else None)
 
 
 class ManifoldFlow(InjectiveFlow):
@@ -167,6 +167,8 @@ class ManifoldFlow(InjectiveFlow):
             the paper, so u(x) and det JᵀJ can be cached during inference).
         outer_layers, inner_layers: number of spline layers of f and h.
         pie_epsilon: width ε of the off-manifold Gaussian in ``mode="pie"``.
+        theta_loc, theta_scale: every network sees (θ − loc) / scale instead of θ (e.g. the
+            prior's centre and half-width); default: θ as given.
         **arch: hidden_features, num_blocks, num_bins, tail_bound for the spline layers.
 
     Example:
@@ -187,11 +189,13 @@ class ManifoldFlow(InjectiveFlow):
         outer_layers: int = 5,
         inner_layers: int = 5,
         pie_epsilon: float = 0.01,
+        theta_loc: list[float] | None = None,
+        theta_scale: list[float] | None = None,
         **arch: Any,
     ) -> None:
         super().__init__()
         check_arch("ManifoldFlow", arch, ("param_dim", "encoder", "conditional_manifold", "outer_layers",
-                                          "inner_layers", "pie_epsilon"))
+                                          "inner_layers", "pie_epsilon", "theta_loc", "theta_scale"))
         if not 0 < manifold_dim < data_dim:
             raise InputError(f"manifold_dim: expected 0 < d < D = {data_dim}, got {manifold_dim}")
         self.data_dim, self.manifold_dim, self.param_dim = data_dim, manifold_dim, param_dim
@@ -200,6 +204,7 @@ class ManifoldFlow(InjectiveFlow):
             "data_dim": data_dim, "manifold_dim": manifold_dim, "param_dim": param_dim,
             "encoder": encoder, "conditional_manifold": conditional_manifold,
             "outer_layers": outer_layers, "inner_layers": inner_layers, "pie_epsilon": pie_epsilon, **arch,
+            **self._set_theta_map(theta_loc, theta_scale),
         }
         self.standardize = Standardize(data_dim)
         outer_ctx = param_dim if conditional_manifold else 0
