@@ -90,3 +90,11 @@ def test_notebook_is_valid(path):
 def test_config_loads(path):
     cfg = load_config(path)
     assert cfg.models and cfg.seeds
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("analyses/*/*calibration.yaml")), ids=lambda p: p.stem)
+def test_calibration_config_loads(path):
+    from mfinfer.calibration import load_campaign
+
+    campaign = load_campaign(path)
+    assert campaign.calibration.n_observations >= 1
