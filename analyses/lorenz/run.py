@@ -27,7 +27,10 @@ Stages, in order; each keeps what it finished in the run directories, so a kille
 5. ``calibrate``: ``CALIBRATION["n_obs"]`` observations with θ ~ prior, each estimator's
    posterior; coverage of the joint highest-posterior-density (HPD) regions (rank of θ* by the
    estimator's own log posterior among its samples) and of the marginal central intervals.
-6. ``table``: ``results.json``, ``results.md`` and the figures in ``analyses/lorenz/``.
+6. ``ablation``: the θ-dependent M-flow's likelihood plus a Gaussian term for the distance of
+   the events from its manifold at θ (which the manifold density ignores), at the true points
+   and on the calibration observations (:class:`OffManifoldLikelihood`).
+7. ``table``: ``results.json``, ``results.md`` and the figures in ``analyses/lorenz/``.
 
 The table logic is in :func:`results_table`, reading ``results.json``; the notebook reuses it.
 """
@@ -70,7 +73,7 @@ __all__ = ["CALIBRATION", "STAGES", "UNCONDITIONAL", "VARIANTS", "coverage", "ma
            "results_table", "variant_configs"]
 
 DEFAULT_CONFIG = "analyses/lorenz/config.yaml"
-STAGES = ("unconditional", "pipeline", "sbi", "extras", "calibrate", "table")
+STAGES = ("unconditional", "pipeline", "sbi", "extras", "calibrate", "ablation", "table")
 #: The snippet variants of the config (the config itself is the "points" variant): their
 #: simulator options and number of observed events (snippets per observation).
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -620,7 +623,94 @@ def stage_calibrate(cfg: RunConfig, variant: str, n_obs: int | None = None) -> d
     return summary
 
 
-# ------------------------------------------------------------------ stage 6: results
+# ------------------------------------------------------------------ stage 6: ablation
+class OffManifoldLikelihood:
+    """A θ-dependent M-flow's likelihood plus the off-manifold distance it ignores:
+    Σ_i [log p̂(x_i|θ) + log N_{D−d}(x_i − project_θ(x_i); 0, s² I)], θ (m, p) -> (m,).
+
+    Not an M-flow density: the M-flow's manifold density times a Gaussian of fixed width s in the
+    D − d normal directions (a noisy-manifold model); s² is the mean squared distance of held-out
+    simulations from the learned manifold at their own θ, per normal direction."""
+
+    def __init__(self, model: Any, x: np.ndarray, s2: float, chunk: int = 16_384) -> None:
+        from mfinfer.inference import ModelLikelihood
+
+        self.base, self.model, self.s2, self.chunk = ModelLikelihood(model, x), model, s2, chunk
+        self.x = self.base.x
+        self.k = model.data_dim - model.manifold_dim
+
+    def __call__(self, theta: np.ndarray) -> np.ndarray:
+        rows = torch.as_tensor(np.atleast_2d(theta), dtype=self.x.dtype)
+        n, out = len(self.x), []
+        for t in rows.split(max(1, self.chunk // n)):
+            x_rep, t_rep = self.x.repeat(len(t), 1), t.repeat_interleave(n, dim=0)
+            r2 = ((self.model.project(x_rep, t_rep) - x_rep) ** 2).sum(1)
+            lp = -0.5 * r2 / self.s2 - 0.5 * self.k * np.log(2 * np.pi * self.s2)
+            out.append(lp.reshape(len(t), n).sum(1))
+        return self.base(theta) + torch.cat(out).numpy().astype(float)
+
+
+ABLATION = "M-flow (conditional manifold) + off-manifold Gaussian"
+
+
+def stage_ablation(cfg: RunConfig, variant: str) -> dict:
+    """The θ-dependent M-flow with :class:`OffManifoldLikelihood`: posteriors at the true points
+    and on the calibration observations (same sampler and seeds' rule)."""
+    from mfinfer.inference import sample_posterior
+    from mfinfer.inference.potential import LogPosterior
+
+    run = _run(cfg)
+    mcfg = next((m for m in cfg.models if m.options.get("conditional_manifold")), None)
+    if mcfg is None:
+        return {}
+    model, seed, prior = run.load(mcfg), cfg.seeds[0], run.simulator.prior
+    theta, x = run.simulator.simulate(2000, _rng(seed, "extras", "ablation"))
+    err = model.reconstruction_error(x, theta).numpy()
+    s2 = float(np.mean(err**2) / (model.data_dim - model.manifold_dim))
+    weights = _weights_key(run, mcfg)
+    directory = _extras(cfg) / "ablation"
+
+    def item(xs: np.ndarray, theta_true: np.ndarray, n: int, label: str) -> dict:
+        key = content_key("ablation", weights, s2, array_digest(xs), n, cfg.mcmc.method, label,
+                          seed)
+        path = directory / f"{label}.json"
+        done = _cached(path, key)
+        if done is not None:
+            return done
+        like = OffManifoldLikelihood(model, xs, s2)
+        with _timer() as t, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = sample_posterior(like, prior, n, method=cfg.mcmc.method, progress=False,
+                                   rng=_rng(seed, "extras", label, ABLATION))
+        s = Sampled(res.samples, res.log_prob, LogPosterior(like, prior))
+        info = {"key": key, "n_events": len(xs), **_summary(s.samples, theta_true),
+                **_ranks(s, theta_true), "wall_s": t["wall_s"], "cpu_s": t["cpu_s"]}
+        atomic_write_json(info, path)
+        return info
+
+    out: dict[str, Any] = {"estimator": ABLATION, "s": float(np.sqrt(s2)), "points": [],
+                           "calibration": []}
+    for k in range(len(cfg.observed.theta)):
+        theta_true, xk = run.observed(k)
+        out["points"].append(item(xk, theta_true, cfg.mcmc.num_samples, f"point_{k}"))
+    with np.load(_extras(cfg) / "calibration" / "observations.npz") as f:
+        cal_theta, cal_x = f["theta"], f["x"]
+    infos = [item(cal_x[j], cal_theta[j], CALIBRATION["num_samples"], f"cal_{j}")
+             for j in range(len(cal_theta))]
+    low, high = prior.bounds
+    marg = np.array([i["marginal"] for i in infos])
+    out["calibration"] = {
+        "hpd_coverage": coverage(np.array([i["hpd"] for i in infos]), CALIBRATION["levels"]),
+        "hpd_ranks": [i["hpd"] for i in infos],
+        "marginal_coverage": [coverage(2 * np.abs(marg[:, j] - 0.5), CALIBRATION["levels"])
+                              for j in range(marg.shape[1])],
+        "relative_width": (np.array([i["std"] for i in infos]) / (high - low)).mean(0).tolist(),
+        "wall_s": float(np.mean([i["wall_s"] for i in infos])), "n_obs": len(infos)}
+    atomic_write_json(out, directory / "summary.json")
+    return out
+
+
+# ------------------------------------------------------------------ stage 7: results
 def collect(cfgs: dict[str, RunConfig], uncond_root: Path) -> dict:
     """Everything the table and the notebook need, from the run directories."""
     from mfinfer.evaluation.report import read_timings, stage_seconds
@@ -645,7 +735,8 @@ def collect(cfgs: dict[str, RunConfig], uncond_root: Path) -> dict:
             entry["pipeline_posteriors"][k] = {
                 m.name: _summary(_posterior_samples(cfg, run, k, m.name), theta_true)
                 for m in cfg.models}
-        for part in ("extras.json", "nle/train.json", "calibration/summary.json"):
+        for part in ("extras.json", "nle/train.json", "calibration/summary.json",
+                     "ablation/summary.json"):
             p = _extras(cfg) / part
             if p.is_file():
                 entry[part.split("/")[0].removesuffix(".json")] = read_json(p)
@@ -771,6 +862,25 @@ def _variant_lines(variant: str, v: dict) -> list[str]:
                          f"{_vec(c['relative_width'], 3)} | {c['wall_s']:.1f} | "
                          f"{c['unconverged']} |")
         lines.append("")
+    ab = v.get("ablation")
+    if ab and ab.get("points"):
+        c = ab["calibration"]
+        lines += [f"### Ablation: {ab['estimator']} (s = {ab['s']:.3f})", "",
+                  "The θ-dependent M-flow's likelihood times a Gaussian of the observed events' "
+                  "distance from the learned manifold at θ (width s per normal direction, fitted "
+                  "to 2000 fresh simulations at their own θ): a noisy-manifold model, no longer "
+                  "the M-flow's density. Same sampler, events and calibration observations.", "",
+                  "| θ* | mean | std | bias / std |", "|---|---|---|---|"]
+        for r, point in zip(ab["points"], v["metrics"]["points"], strict=False):
+            pull = np.asarray(r["bias"]) / np.asarray(r["std"])
+            lines.append(f"| {_vec(point['theta_true'], 3)} | {_vec(r['mean'], 3)} | "
+                         f"{_vec(r['std'], 3)} | {_vec(pull)} |")
+        m68 = [c["marginal_coverage"][j][0] for j in range(3)]
+        m95 = [c["marginal_coverage"][j][1] for j in range(3)]
+        lines += ["", f"Calibration ({c['n_obs']} observations): HPD coverage "
+                  f"{_vec(c['hpd_coverage'])} at 68 % / 95 %; marginal central coverage "
+                  f"{_vec(m68)} / {_vec(m95)}; mean std / prior width "
+                  f"{_vec(c['relative_width'], 3)}; {c['wall_s']:.1f} s per posterior.", ""]
     scan = ex.get("scan")
     if scan:
         lines += [f"### What the θ-dependent manifold's likelihood sees ({scan['model']}, "
@@ -882,13 +992,13 @@ def plot_unconditional(data: dict[str, np.ndarray], plt: Any) -> Any:
 
 def plot_calibration(results: dict, plt: Any) -> Any:
     """Expected coverage of the HPD regions against the nominal level, per variant/estimator."""
-    variants = [(n, v["calibration"]) for n, v in results["variants"].items()
+    variants = [(n, v["calibration"], v.get("ablation")) for n, v in results["variants"].items()
                 if v.get("calibration")]
     if not variants:
         return None
     fig, axes = plt.subplots(1, len(variants), figsize=(4.6 * len(variants), 4.2), squeeze=False)
     levels = np.linspace(0, 1, 101)
-    for ax, (variant, cal) in zip(axes[0], variants, strict=True):
+    for ax, (variant, cal, ablation) in zip(axes[0], variants, strict=True):
         n = cal["n_obs"]
         band = 2 * np.sqrt(levels * (1 - levels) / n)
         ax.fill_between(levels, levels - band, levels + band, color="0.85", label="±2σ (binomial)")
@@ -896,6 +1006,10 @@ def plot_calibration(results: dict, plt: Any) -> Any:
         for name, c in cal["estimators"].items():
             ranks = np.asarray(c["hpd_ranks"])
             ax.plot(levels, [np.mean(ranks < a) for a in levels], label=name)
+        if ablation and ablation.get("calibration"):
+            ranks = np.asarray(ablation["calibration"]["hpd_ranks"])
+            ax.plot(levels, [np.mean(ranks < a) for a in levels], "--",
+                    label="M-flow (conditional manifold) + off-manifold term")
         ax.set_title(f"{variant}: {n} observations × {cal['n_events']} events")
         ax.set_xlabel("credibility level of the HPD region")
         ax.set_ylabel("coverage")
@@ -946,6 +1060,10 @@ def main(argv: list[str] | None = None) -> int:
         elif stage == "extras":
             for variant, c in cfgs.items():
                 stage_extras(c, variant)
+        elif stage == "ablation":
+            for variant, c in cfgs.items():
+                if variant in args.calibrate:
+                    stage_ablation(c, variant)
         elif stage == "calibrate":
             for variant, c in cfgs.items():
                 if variant in args.calibrate:
