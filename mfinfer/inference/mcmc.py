@@ -17,6 +17,7 @@ Reference: Foreman-Mackey et al., "emcee: The MCMC Hammer", arXiv:1202.3665.
 
 from __future__ import annotations
 
+import inspect
 import math
 import sys
 import warnings
@@ -145,8 +146,8 @@ def _autocorr_time(chain: np.ndarray) -> np.ndarray:
 def _options(method: str) -> str:
     """The keyword options of the sampler behind ``method`` (for error messages)."""
     sampler = sample_smc if method == "smc" else sample_grid
-    code = sampler.__code__
-    return ", ".join(code.co_varnames[code.co_argcount:code.co_argcount + code.co_kwonlyargcount])
+    params = inspect.signature(sampler).parameters.values()
+    return ", ".join(p.name for p in params if p.kind is p.KEYWORD_ONLY)
 
 
 @overload
