@@ -8,6 +8,8 @@ seeded per observation).
 
     python benchmarks/bench_calibration.py                       # tests/configs/calibration_truth.yaml
     python benchmarks/bench_calibration.py --n-observations 200 --num-samples 1000 --cold
+    python benchmarks/bench_calibration.py --config analyses/higgs4l/calibration.yaml --models truth \
+        --n-observations 24
 """
 
 from __future__ import annotations
@@ -55,11 +57,13 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "tests" / "configs" / "calibration_truth.yaml"))
     parser.add_argument("--n-observations", type=int, help="override calibration.n_observations")
     parser.add_argument("--num-samples", type=int, help="override calibration.num_samples")
+    parser.add_argument("--models", nargs="+", help="override calibration.models (e.g. truth)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--cold", action="store_true", help="also time calibrate(workers=K) end to end")
     args = parser.parse_args()
     changes = {k: v for k, v in (("n_observations", args.n_observations),
-                                 ("num_samples", args.num_samples)) if v is not None}
+                                 ("num_samples", args.num_samples),
+                                 ("models", args.models)) if v is not None}
     rows, reference = [], None
     with tempfile.TemporaryDirectory() as tmp:
         for k in args.workers:
