@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from mfinfer.calibration import calibrate, load_campaign
+from mfinfer.parallel import local_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,10 +39,9 @@ def _import() -> None:
 def warm_run(campaign, workers: int) -> tuple[float, dict[str, bytes]]:
     """Seconds of the campaign's records (the report excluded) on a started local cluster of
     ``workers`` warm workers, and the records."""
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+    with local_cluster(workers, quiet=True) as cluster, \
             Client(cluster) as client:
         client.run(_import)
         summary = calibrate(campaign, scheduler=cluster.scheduler_address, progress=False, plots=False)

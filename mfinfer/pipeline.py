@@ -91,6 +91,7 @@ from mfinfer.inference.gate import (
     OffManifoldWarning,
 )
 from mfinfer.models import Flow, build_model, load_model, save_model
+from mfinfer.parallel import dask_client
 from mfinfer.plotting import corner_plot
 from mfinfer.registry import get_simulator
 from mfinfer.training import train
@@ -463,17 +464,10 @@ def run_all(config: RunConfig, stages: tuple[str, ...] = STAGES, workers: int = 
     the requested stages even where current results exist."""
     seeds = list(config.seeds)
     if workers > 1 or scheduler:
-        from dask.distributed import Client, LocalCluster
-
-        cluster = None if scheduler else LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None)
-        with Client(scheduler or cluster) as client:
+        with dask_client(workers, scheduler) as client:
             futures = [client.submit(_run_seed, config, s, stages, False, force, pure=False)
                        for s in seeds]
             results = client.gather(futures)
-        if cluster is not None:
-            cluster.close()
     else:
         results = [_run_seed(config, s, stages, progress, force) for s in seeds]
     summary = summarize([r for r in results if r is not None])

@@ -28,6 +28,7 @@ from mfinfer.calibration import Campaign, calibrate, load_campaign
 from mfinfer.calibration.ranks import binomial_band, coverage, rank_statistics
 from mfinfer.cli import main
 from mfinfer.errors import ConfigError, InputError
+from mfinfer.parallel import local_cluster
 
 CONFIGS = Path(__file__).parent / "configs"
 TRUTH_CFG = CONFIGS / "calibration_truth.yaml"
@@ -48,10 +49,7 @@ def _records(directory: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def cluster():
-    from dask.distributed import LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+    with local_cluster(2, quiet=True) as cluster:
         yield cluster
         logging.getLogger("distributed.nanny").setLevel(logging.ERROR)  # slow exits are killed
 

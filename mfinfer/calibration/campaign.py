@@ -11,11 +11,8 @@ bytes) and running the campaign again computes only what is missing.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -26,12 +23,9 @@ from mfinfer.calibration.observation import ObservationTask, Source, run_observa
 from mfinfer.calibration.report import COVERAGE_FILE, SUMMARY_FILE, level_name, write_report
 from mfinfer.errors import InputError, MfinferError
 from mfinfer.files import clean_temp, sha256_file
+from mfinfer.parallel import dask_client
 
 __all__ = ["WorkerLostError", "calibrate", "format_result"]
-
-#: Seconds to wait for a scheduler to answer, and for its first worker.
-CONNECT_TIMEOUT_S, WORKER_TIMEOUT_S = 10, 60
-
 
 class WorkerLostError(MfinferError, RuntimeError):
     """A task's workers died too often (killed, out of memory); finished records are kept."""
@@ -60,51 +54,13 @@ def sources(campaign: Campaign, progress: bool = True) -> list[Source]:
     return [trained.get(name, Source(TRUTH)) for name in campaign.calibration.models]
 
 
-@contextlib.contextmanager
-def _client(workers: int, scheduler: str | None, progress: bool) -> Iterator[Any]:
-    """A dask client of the scheduler at ``scheduler``, or of a new local cluster."""
-    from dask.distributed import Client, LocalCluster
-
-    if scheduler:
-        try:
-            client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
-        except (OSError, ValueError) as err:
-            raise InputError(f"--scheduler {scheduler}: no dask scheduler answered within "
-                             f"{CONNECT_TIMEOUT_S} s ({' '.join(str(err).split())[:200]}); start one "
-                             "with `dask scheduler` and pass the address it prints") from None
-        with client:
-            try:
-                client.wait_for_workers(1, timeout=WORKER_TIMEOUT_S)
-            except TimeoutError:
-                raise InputError(f"--scheduler {scheduler}: no worker joined within "
-                                 f"{WORKER_TIMEOUT_S} s; start some with `dask worker "
-                                 f"{scheduler}`") from None
-            yield client
-        return
-    level = logging.WARNING if progress else logging.ERROR
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, silence_logs=level)
-    client = Client(cluster)
-    try:
-        yield client
-    finally:  # a worker slow to exit is killed by its nanny: no news, however it logs it
-        nanny = logging.getLogger("distributed.nanny")
-        old = nanny.level
-        nanny.setLevel(logging.ERROR)
-        try:
-            client.close()
-            cluster.close()
-        finally:
-            nanny.setLevel(old)
-
-
 def _submit(task: ObservationTask, todo: dict[int, tuple[Source, ...]], workers: int,
             scheduler: str | None, progress: bool) -> int:
     """Run the tasks, reporting as they finish; returns the number of workers."""
     from dask.distributed import KilledWorker, as_completed
     from tqdm.auto import tqdm
 
-    with _client(workers, scheduler, progress) as client:
+    with dask_client(workers, scheduler, quiet=not progress) as client:
         n_workers = len(client.nthreads())
         where = f"scheduler {scheduler}" if scheduler else "a local cluster"
         _say(progress, f"{len(todo)} observation(s) to compute on {where} of {n_workers} worker(s)")

@@ -53,6 +53,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mfinfer.parallel import dask_client
 from mfinfer.priors import BoxUniform, Prior
 from simulators.base import Simulator, check_theta
 from simulators.higgs4l import kinematics as kin
@@ -325,24 +326,12 @@ class PythiaHiggs4l(Simulator):
         if self.scheduler is None and (self.n_workers == 1 or len(tasks) == 1):
             return [generate_chunk(*t, self.options) for t in tasks]
         try:
-            from dask.distributed import Client, LocalCluster
+            import dask.distributed  # noqa: F401
         except ImportError as err:
             raise ImportError(
                 "parallel Pythia needs dask.distributed: pip install 'dask[distributed]'"
             ) from err
-        if self.scheduler is not None:
-            with Client(self.scheduler) as client:
-                return self._gather(client, tasks)
-        with (
-            LocalCluster(
-                n_workers=self.n_workers,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=None,
-            ) as cluster,
-            Client(cluster) as client,
-        ):
+        with dask_client(self.n_workers, self.scheduler, quiet=True) as client:
             return self._gather(client, tasks)
 
     def _gather(
