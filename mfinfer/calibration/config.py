@@ -11,7 +11,6 @@ and optionally ``seeds``, ``output_dir``, ``device``, ``threads``. Every problem
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -20,21 +19,11 @@ from typing import Any, get_args, get_type_hints
 
 import numpy as np
 
-from mfinfer.config import (
-    ModelConfig,
-    RunConfig,
-    _build,
-    _check,
-    _check_device,
-    _check_fields,
-    _choice,
-    _simulator,
-    _unknown,
-    read_yaml,
-)
+from mfinfer.config import ModelConfig, RunConfig, build_simulator, check_device
 from mfinfer.errors import ConfigError
 from mfinfer.evaluation.report import TRUTH
 from mfinfer.inference.mcmc import Method, sample_posterior
+from mfinfer.schema import build, check, check_fields, choice, nearest, read_yaml, unknown
 
 __all__ = ["DEFAULT_LEVELS", "TRUTH", "CalibrationConfig", "Campaign", "load_campaign"]
 
@@ -76,8 +65,8 @@ class CalibrationConfig:
     c2st: bool = True
 
     def __post_init__(self) -> None:
-        _check_fields(self, "calibration")
-        _choice(self.method, get_args(Method), "calibration.method")
+        check_fields(self, "calibration")
+        choice(self.method, get_args(Method), "calibration.method")
         if len(set(self.levels)) != len(self.levels):
             raise ConfigError(f"calibration.levels: expected distinct levels, got {self.levels}")
         if len(set(self.models)) != len(self.models):
@@ -132,7 +121,7 @@ class Campaign:
         if "calibration" not in data:
             raise ConfigError("calibration: missing; add a section such as calibration: "
                               "{n_observations: 200, models: [truth]}")
-        cal = _build(CalibrationConfig, data.pop("calibration"), "calibration")
+        cal = build(CalibrationConfig, data.pop("calibration"), "calibration")
         if any(key in data for key in _RUN_FIELDS):
             run: RunConfig | None = RunConfig.from_dict(data)
             base = {key: getattr(run, key) for key in _TRUTH_ONLY_FIELDS}
@@ -146,10 +135,10 @@ class Campaign:
                 raise ConfigError(f"calibration.models[{i}]: {name!r} is a trained model, which needs "
                                   "the config's models, n_train and observed sections (as for "
                                   "`mfinfer run`); add them, or calibrate only 'truth'")
-            near = difflib.get_close_matches(name, [TRUTH, *names], n=len(names) + 1, cutoff=0.0)
+            near = nearest(name, [TRUTH, *names])
             raise ConfigError(f"calibration.models[{i}]: no model named {name!r}; expected 'truth' or "
                               f"a name of models (nearest first): {near}")
-        sim = _simulator(base["simulator"])
+        sim = build_simulator(base["simulator"])
         _check_simulator(sim, base["simulator"]["name"], TRUTH in cal.models)
         _check_sampler(cal, sim.prior)
         return cls(name=base["name"], simulator=base["simulator"], seed=base["seeds"][0],
@@ -166,7 +155,7 @@ def _truth_only(data: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"{key}: used with trained models only (the models, n_train and observed "
                               "sections of `mfinfer run`); remove it, or add those sections")
         if key not in fields:
-            _unknown(key, [*_TRUTH_ONLY_FIELDS, "calibration"], "config")
+            unknown(key, [*_TRUTH_ONLY_FIELDS, "calibration"], "config")
     for key in ("name", "simulator"):
         if key not in data:
             raise ConfigError(f"config: missing required field {key!r}; add it (e.g. name: power-"
@@ -177,13 +166,13 @@ def _truth_only(data: dict[str, Any]) -> dict[str, Any]:
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         out[key] = data.get(key, default)
         if key != "simulator":
-            _check(out[key], hints[key], key, f.metadata)
+            check(out[key], hints[key], key, f.metadata)
     if re.search(r"[/\\]", out["name"]) or out["name"] in (".", ".."):
         raise ConfigError(f"name: names the run directory, so it cannot be '.', '..' or hold '/' or "
                           f"'\\', got {out['name']!r}")
     if len(set(out["seeds"])) != len(out["seeds"]):
         raise ConfigError(f"seeds: expected distinct seeds, got {out['seeds']}")
-    _check_device(out["device"])
+    check_device(out["device"])
     return out
 
 

@@ -43,6 +43,7 @@ from typing import Any
 from mfinfer.errors import ConfigError, MissingKeyError
 from mfinfer.io.expressions import parse_expression
 from mfinfer.io.user_files import SelectedEvents, read_selection, tree_branches
+from mfinfer.schema import choice, unknown
 
 __all__ = ["CUT_KEYS", "GATE_KEYS", "MOMENTA", "PRESETS", "EventsConfig", "read_lepton_events"]
 
@@ -90,20 +91,10 @@ def _number(value: Any, where: str, low: float = -math.inf) -> float:
     return float(value)
 
 
-def _choice(value: Any, allowed: list[str], where: str) -> str:
-    if value not in allowed:
-        near = difflib.get_close_matches(str(value), allowed, n=1, cutoff=0.5)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise ConfigError(f"{where}: must be one of {allowed}, got {value!r}{hint}")
-    return str(value)
-
-
 def _keys(data: Mapping, allowed: list[str], where: str) -> None:
     for key in data:
         if key not in allowed:
-            near = difflib.get_close_matches(str(key), allowed, n=3, cutoff=0.0)
-            rest = [a for a in allowed if a not in near]
-            raise ConfigError(f"{where}.{key}: unknown field; allowed: {near + rest} (nearest first)")
+            unknown(key, allowed, where)
 
 
 @dataclass(frozen=True)
@@ -149,7 +140,7 @@ class EventsConfig:
         _keys(data, allowed, where)
         preset = data.get("preset")
         if preset is not None:
-            _choice(preset, list(PRESETS), f"{where}.preset")
+            choice(preset, list(PRESETS), f"{where}.preset")
         base = PRESETS[preset or _DEFAULT_PRESET]
         merged: dict[str, Any] = {**base, "branches": dict(base["branches"]), "require": "exactly",
                                   "cuts": copy.deepcopy(CUT_KEYS), "gate": dict(GATE_KEYS)}
@@ -172,8 +163,8 @@ class EventsConfig:
         where = "events"
         for key in ("tree", "electron", "muon", "charge"):
             _name(getattr(self, key), f"{where}.{key}")
-        _choice(self.momentum, list(MOMENTA), f"{where}.momentum")
-        _choice(self.require, ["exactly", "at_least"], f"{where}.require")
+        choice(self.momentum, list(MOMENTA), f"{where}.momentum")
+        choice(self.require, ["exactly", "at_least"], f"{where}.require")
         if self.weight is not None:
             try:
                 parse_expression(_name(self.weight, f"{where}.weight"), "weight")
