@@ -37,6 +37,8 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
                          "patience": 20}),
     "alternating-long": (BASE_ARCH, {**BASE_TRAIN, "schedule": "alternating", "epochs": 60,
                                      "batch_size": 1024, "lr": 2e-3, "patience": 20}),
+    "alternating": (BASE_ARCH, {**BASE_TRAIN, "schedule": "alternating"}),
+    "mse-1e4": (BASE_ARCH, {**BASE_TRAIN, "mse_weight": 1e4}),
     "wide-long": ({**BASE_ARCH, "outer_layers": 10, "hidden_features": 256, "num_bins": 10},
                   {**BASE_TRAIN, "epochs": 60, "batch_size": 1024, "lr": 1e-3, "patience": 20}),
 }
