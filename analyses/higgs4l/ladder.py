@@ -47,23 +47,6 @@ THETA_STAR = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.5))  # as in analyses/higgs4l/conf
 RUN_DIR = Path("runs/higgs4l-ladder")
 
 
-class ChartLikelihood:
-    """Σ_i log p̂(z_i|θ) of a flow on the true chart z = ``true_chart(x)``, θ (m, p) -> (m,)."""
-
-    def __init__(self, model: AmbientFlow, z: np.ndarray, batch: int = 100_000) -> None:
-        self.model, self.z, self.batch = model, torch.as_tensor(z, dtype=torch.float32), batch
-
-    def __call__(self, theta: np.ndarray) -> np.ndarray:
-        theta = torch.as_tensor(np.atleast_2d(theta), dtype=torch.float32)
-        n = len(self.z)
-        out = []
-        with torch.no_grad():
-            for th in theta.split(max(1, self.batch // n)):
-                lp = self.model.log_prob(self.z.repeat(len(th), 1), th.repeat_interleave(n, 0))
-                out.append(lp.reshape(len(th), n).sum(1))
-        return torch.cat(out).double().numpy()
-
-
 def chart_flow(sim: Higgs4l, train_path: Path, m_flow_cfg: dict, run_dir: Path,
                n_train: int | None = None) -> tuple[AmbientFlow, float]:
     """The trained true-chart flow (inner-flow architecture and training of the M-flow, on the
@@ -128,7 +111,7 @@ def main() -> None:
         with torch.no_grad():
             recon = m_flow.reconstruction_error(torch.as_tensor(x, dtype=torch.float32))
         likes = {"truth": SimulatorLikelihood(sim, x),
-                 "true chart (FOM)": ChartLikelihood(chart, sim.true_chart(x)),
+                 "true chart (FOM)": ModelLikelihood(chart, sim.true_chart(x)),  # p(z|θ)
                  **{name: ModelLikelihood(m, x) for name, m in models.items()}}
         rec: dict = {"theta": theta.tolist(), "m_flow_reconstruction_error_observed":
                      {"median": float(recon.median()), "mean": float(recon.mean())},
