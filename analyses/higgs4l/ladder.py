@@ -1,24 +1,29 @@
-"""H→4ℓ diagnostic ladder: how much of the M-flow's posterior error is the manifold, how much the density?
+"""H→4ℓ flagship comparison and diagnostic ladder: AF, M-flow, sbi's NLE against the exact posterior.
 
-On the same 100k simulations (those of ``analyses/higgs4l/calibration.yaml``, whose AF and M-flow have
-the architectures and training budget of ``analyses/higgs4l/config.yaml``) and the same observed
-events at the analysis' three θ*:
+For each seed, on the training simulations and observed events of ``analyses/higgs4l/config.yaml``
+(the pipeline's, so ``run.py`` sees the same ones), every estimator below is trained on the same
+simulations and its posterior at the three θ* is compared with the exact one (C2ST, 0.5 ideal;
+MMD²), all by the adaptive grid sampler with the same options:
 
-1. **true chart**: a conditional flow on the 11 chart coordinates z = ``Higgs4l.true_chart(x)``, with
-   the M-flow's inner-flow architecture and the same training settings: the FOM flow with the true
-   chart, i.e. the best the M-flow's inner flow can do once the manifold is exact. Its likelihood
-   p(z|θ) differs from p(x|θ) by the chart's θ-independent Jacobian, so it has the exact posterior's
-   shape when the flow is exact.
-2. **the M-flow's projection**: reconstruction error |x − project(x)| of the observed events [GeV
-   in the observable units] and of 5000 held-out simulations; the true chart's is 0.
-3. **posteriors** of the true-chart flow, the M-flow and the AF against the exact posterior
-   (C2ST, 0.5 ideal; MMD²), all by the adaptive grid sampler with the same options.
+- the ladder: (1) **true chart (FOM)**, a flow on the 11 chart coordinates z = ``Higgs4l.true_chart(x)``
+  with the M-flow's inner-flow architecture and training (the FOM flow with the true chart: the best
+  the inner flow can do once the manifold is exact; p(z|θ) differs from p(x|θ) by a θ-independent
+  Jacobian); (2) the M-flow's reconstruction error |x − project(x)| on held-out simulations; (3) the
+  M-flow's posterior;
+- the estimators a user would pick instead: the **AF** and sbi's **NLE** with its defaults (MAF);
+- two input representations, always with a learned manifold: the 38 observables, and the 16 lepton
+  four-momentum components (columns 0-15, GeV), on which the 11-d manifold is smooth (the 38 hold six
+  azimuthal angles that jump by 2π).
 
-Resumable: the trained chart flow is kept in ``runs/higgs4l-ladder/`` (retrained only when its
-settings or the training data change).
+Training checkpoints every epoch and resumes (``runs/higgs4l/seed_S/ladder/``; the AF and the
+M-flow are the pipeline's, in ``runs/higgs4l/seed_S/models/``, which ``run.py`` then reuses);
+posteriors are kept per seed in ``--out/seed_S.json``, keyed by the trained weights.
+``--workers 2`` trains the (seed, estimator) pairs in dask worker processes (there these flows
+train 2-3× slower than in a plain process, so on 2 cores two shells with ``--train-only`` and
+disjoint ``--estimators`` are faster; a last call without it computes the posteriors).
 
-    .venv/bin/python analyses/higgs4l/ladder.py [--n-events 50] [--out analyses/higgs4l/ladder]
-    .venv/bin/python analyses/higgs4l/ladder.py --smoke --out /tmp/ladder --run-dir /tmp/ladder
+    .venv/bin/python analyses/higgs4l/ladder.py --seeds 0 1 2                 # ~3 h on one core
+    .venv/bin/python analyses/higgs4l/ladder.py --smoke --out /tmp/ladder     # ~1 min
 """
 
 from __future__ import annotations
@@ -27,111 +32,243 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from mfinfer.caching import content_key, json_key
-from mfinfer.calibration import load_campaign
+from mfinfer.caching import content_key, json_key, seed_sequence, torch_seed
+from mfinfer.config import RunConfig, load_config
 from mfinfer.evaluation.metrics import c2st, mmd2
-from mfinfer.files import atomic_write_json, sha256_file
+from mfinfer.files import atomic_write, atomic_write_json, read_json, sha256_file
 from mfinfer.inference import ModelLikelihood, SimulatorLikelihood
 from mfinfer.inference.mcmc import sample_posterior
-from mfinfer.models import AmbientFlow, load_model, save_model
-from mfinfer.pipeline import Run
+from mfinfer.interop.nle import NLELikelihood, load_nle, save_nle, train_nle
+from mfinfer.models import AmbientFlow, ManifoldFlow, load_model, save_model
+from mfinfer.parallel import dask_client
+from mfinfer.pipeline import Run, path_name
 from mfinfer.training import TrainConfig, train
 from simulators.higgs4l import Higgs4l
 
-CONFIG = "analyses/higgs4l/calibration.yaml"
-THETA_STAR = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.5))  # as in analyses/higgs4l/config.yaml
-RUN_DIR = Path("runs/higgs4l-ladder")
+CONFIG = "analyses/higgs4l/config.yaml"
+#: estimator -> (what is trained, representation of the events)
+ESTIMATORS: dict[str, tuple[str, str]] = {
+    "true chart (FOM)": ("chart", "chart"),
+    "AF": ("AF", "observables"),
+    "M-flow": ("M-flow", "observables"),
+    "NLE": ("NLE", "observables"),
+    "AF, 16 momenta": ("AF", "momenta"),
+    "M-flow, 16 momenta": ("M-flow", "momenta"),
+    "NLE, 16 momenta": ("NLE", "momenta"),
+}
+#: the config's models, which the pipeline trains (``run.py`` then reuses them)
+PIPELINE = {name: (lambda cfg, name=name: {m.name: m for m in cfg.models}[name]) for name in ("AF", "M-flow")}
+SMOKE = {"n_train": 2000, "observed": {"theta": [[0.0, 0.0], [1.0, 0.0]], "n_events": 5}}
 
 
-def chart_flow(sim: Higgs4l, train_path: Path, m_flow_cfg: dict, run_dir: Path,
-               n_train: int | None = None) -> tuple[AmbientFlow, float]:
-    """The trained true-chart flow (inner-flow architecture and training of the M-flow, on the
-    first ``n_train`` simulations, default all) and its training seconds (0 when reused)."""
-    opts = m_flow_cfg["options"]
-    arch = {"num_layers": opts["inner_layers"], "hidden_features": opts["hidden_features"],
-            "num_blocks": opts["num_blocks"], "num_bins": opts["num_bins"]}
-    settings = {k: v for k, v in m_flow_cfg["train"].items() if k not in ("schedule", "mse_weight")}
-    key = content_key("ladder-chart-flow", arch, settings, sha256_file(train_path), n_train, "v1")
-    directory = run_dir / "chart-flow"
-    if json_key(run_dir / "chart-flow.json", "key") == key:
-        return load_model(directory), 0.0
+def represent(sim: Higgs4l, x: np.ndarray, representation: str) -> np.ndarray:
+    """Events (n, 38) in a representation: the 38 observables, the 16 momentum components or
+    the 11 true chart coordinates."""
+    return {"observables": lambda: x, "momenta": lambda: x[:, :16],
+            "chart": lambda: sim.true_chart(x)}[representation]()
+
+
+def spec(cfg: RunConfig, name: str, smoke: bool) -> dict:
+    """What estimator ``name`` trains: model kind, options and training settings (from the config;
+    the chart flow takes the M-flow's inner-flow architecture and its training without the M phase)."""
+    trained, representation = ESTIMATORS[name]
+    if trained == "NLE":
+        return {"kind": "NLE", "representation": representation, "max_epochs": 2 if smoke else None}
+    mcfg = {m.name: m for m in cfg.models}["M-flow" if trained == "chart" else trained]
+    options, settings = dict(mcfg.options), dict(mcfg.train)
+    if trained == "chart":
+        options = {"num_layers": options["inner_layers"], **{k: options[k] for k in
+                   ("hidden_features", "num_blocks", "num_bins")}}
+        settings = {k: v for k, v in settings.items() if k not in ("schedule", "mse_weight")}
+    if smoke:
+        settings["epochs"] = 2
+    return {"kind": "ManifoldFlow" if trained == "M-flow" else "AmbientFlow",
+            "representation": representation, "options": options, "train": settings}
+
+
+def fit(cfg: RunConfig, seed: int, name: str, smoke: bool = False) -> dict:
+    """Train estimator ``name`` on seed ``seed``'s simulations (resuming its checkpoint), unless
+    it is trained already; returns its record (key, seconds, epochs)."""
+    torch.set_num_threads(cfg.threads)
+    run, sim, s = Run(cfg, seed, progress=False), Higgs4l(), spec(cfg, name, smoke)
+    train_path = run.dir / "data" / "train.npz"
+    directory = run.dir / "ladder" / path_name(name)
+    key = content_key("ladder-fit", s, sha256_file(train_path), seed, "v2")
+    if json_key(directory / "fit.json", "key") == key:
+        return read_json(directory / "fit.json")
     with np.load(train_path) as f:
-        theta, x = f["theta"][:n_train], f["x"][:n_train]
-    z = sim.true_chart(x)
-    torch.manual_seed(0)
-    model = AmbientFlow(z.shape[1], param_dim=theta.shape[1], **arch)
+        theta, x = f["theta"], represent(sim, f["x"], s["representation"])
     t0 = time.perf_counter()
-    train(model, z, theta, TrainConfig(schedule="nll", **settings, progress=False, seed=0))
+    if name in PIPELINE:  # the config's own model: trained by (and shared with) the pipeline
+        run.train(only=name)
+        epochs = len(torch.load(run.model_dir(PIPELINE[name](cfg)) / "checkpoint.pt",
+                                weights_only=True)["history"])
+    elif s["kind"] == "NLE":
+        estimator, info = train_nle(theta, x, sim.prior, seed=seed, max_epochs=s["max_epochs"])
+        save_nle(estimator, info, directory / "final")
+        epochs = info["epochs"]
+    else:
+        torch.manual_seed(torch_seed(seed_sequence(seed, 4, name)))
+        model: Any = (ManifoldFlow(x.shape[1], 11, param_dim=2, **s["options"]) if s["kind"] == "ManifoldFlow"
+                      else AmbientFlow(x.shape[1], param_dim=2, **s["options"]))
+        config = TrainConfig(**s["train"], seed=seed, device=cfg.device, progress=False)
+        epochs = len(train(model, x, theta, config, run_dir=directory / "train", resume=True))
+        save_model(model.cpu(), directory / "final")
     seconds = time.perf_counter() - t0
-    save_model(model, directory)
-    atomic_write_json({"key": key, "arch": arch, "train": settings, "seconds": seconds},
-                      run_dir / "chart-flow.json")
-    return model, seconds
+    record = {"key": key, "spec": s, "seconds": seconds, "epochs": epochs,
+              "seconds_per_epoch": seconds / max(epochs, 1)}
+    atomic_write_json(record, directory / "fit.json")
+    return record
+
+
+def load(run: Run, name: str, theta: np.ndarray, x: np.ndarray) -> Any:
+    """The trained estimator ``name`` (for the NLE: rebuilt on its training data θ, x)."""
+    directory = run.dir / "ladder" / path_name(name) / "final"
+    if name in PIPELINE:
+        return run.load(PIPELINE[name](run.config))
+    if ESTIMATORS[name][0] == "NLE":
+        return load_nle(directory, theta, x)[0]
+    return load_model(directory).eval()
+
+
+def posteriors(cfg: RunConfig, seed: int, fits: dict[str, dict], out: Path, num_samples: int,
+               n_test: int) -> dict:
+    """Posteriors of the exact likelihood and every estimator at the config's θ*, their C2ST and
+    MMD² against the exact one, and the M-flows' reconstruction errors; kept in
+    ``out/seed_S.json`` and reused while the trained weights are the same."""
+    torch.set_num_threads(cfg.threads)
+    path = out / f"seed_{seed}.json"
+    key = content_key("ladder-posteriors", {n: f["key"] for n, f in fits.items()}, num_samples, n_test,
+                      cfg.observed.n_events)
+    if json_key(path, "key") == key:
+        return read_json(path)
+    run, sim = Run(cfg, seed, progress=False), Higgs4l()
+    with np.load(run.dir / "data" / "train.npz") as f:
+        theta_train, x_train = f["theta"], f["x"]
+    models = {n: load(run, n, theta_train, represent(sim, x_train, ESTIMATORS[n][1])) for n in fits}
+    rng = np.random.default_rng(seed_sequence(seed, 6, "held-out"))
+    held_out = sim.sample(sim.prior.sample(n_test, rng), rng)
+    record: dict = {"key": key, "seed": seed, "fits": fits, "reconstruction_error": {}, "points": []}
+    for n, m in models.items():
+        if getattr(m, "has_manifold", False):
+            with torch.no_grad():
+                err = m.reconstruction_error(torch.as_tensor(represent(sim, held_out, ESTIMATORS[n][1]),
+                                                             dtype=torch.float32)).numpy()
+            record["reconstruction_error"][n] = {"median": float(np.median(err)),
+                                                 "mean": float(np.mean(err))}
+    for k in range(len(cfg.observed.theta)):
+        with np.load(run.dir / "data" / f"observed_{k}.npz") as f:
+            theta_star, x = f["theta"], f["x"]
+        likes = {"truth": SimulatorLikelihood(sim, x)}
+        for n, m in models.items():
+            xr = represent(sim, x, ESTIMATORS[n][1])
+            likes[n] = NLELikelihood(m, xr) if ESTIMATORS[n][0] == "NLE" else ModelLikelihood(m, xr)
+        point: dict = {"theta": np.asarray(theta_star).tolist(), "posteriors": {}}
+        samples = {}
+        for n, like in likes.items():
+            t0 = time.perf_counter()
+            res = sample_posterior(like, sim.prior, num_samples, method="grid", rng=k)
+            samples[n] = s = np.asarray(res.samples)
+            point["posteriors"][n] = {"mean": s.mean(0).tolist(), "std": s.std(0).tolist(),
+                                      "converged": bool(res.converged),
+                                      "seconds": round(time.perf_counter() - t0, 1)}
+            if n != "truth":
+                point["posteriors"][n].update(c2st=float(c2st(s, samples["truth"])),
+                                              mmd2=float(mmd2(s, samples["truth"])))
+        record["points"].append(point)
+    atomic_write_json(record, path)
+    return record
+
+
+def summarise(records: list[dict]) -> dict:
+    """Median, min and max over seeds of every estimator's C2ST at each θ*, its training cost and
+    (M-flows) its reconstruction error."""
+    def stats(values: list[float]) -> dict:
+        return {"median": float(np.median(values)), "min": float(min(values)), "max": float(max(values))}
+
+    names = [n for n in ESTIMATORS if n in records[0]["fits"]]
+    out: dict = {"seeds": [r["seed"] for r in records], "estimators": {}}
+    for n in names:
+        entry = {"c2st": [stats([r["points"][k]["posteriors"][n]["c2st"] for r in records])
+                          for k in range(len(records[0]["points"]))],
+                 "train_seconds": stats([r["fits"][n]["seconds"] for r in records]),
+                 "seconds_per_epoch": stats([r["fits"][n]["seconds_per_epoch"] for r in records]),
+                 "epochs": stats([r["fits"][n]["epochs"] for r in records])}
+        if n in records[0]["reconstruction_error"]:
+            entry["reconstruction_error"] = stats([r["reconstruction_error"][n]["median"] for r in records])
+        out["estimators"][n] = entry
+    out["theta"] = [p["theta"] for p in records[0]["points"]]
+    return out
+
+
+def table(summary: dict) -> str:
+    """The summary as a markdown table: median (min–max) over seeds."""
+    def cell(s: dict, fmt: str = ".3f") -> str:
+        return f"{s['median']:{fmt}} ({s['min']:{fmt}}–{s['max']:{fmt}})"
+
+    thetas = " | ".join(f"C2ST θ*=({t[0]:g}, {t[1]:g})" for t in summary["theta"])
+    lines = [f"| estimator | {thetas} | reconstruction error, median [GeV] | train wall [s] | s / epoch |",
+             "|---|" + "---|" * (len(summary["theta"]) + 3)]
+    for n, e in summary["estimators"].items():
+        recon = cell(e["reconstruction_error"], ".1f") if "reconstruction_error" in e else (
+            "0 (exact)" if ESTIMATORS[n][0] == "chart" else "–")
+        cost = f"{cell(e['train_seconds'], '.0f')} | {cell(e['seconds_per_epoch'], '.1f')}"
+        lines.append(f"| {n} | " + " | ".join(cell(c) for c in e["c2st"]) + f" | {recon} | {cost} |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n-events", type=int, default=50)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--estimators", nargs="+", default=list(ESTIMATORS), choices=list(ESTIMATORS))
+    ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--num-samples", type=int, default=1000)
     ap.add_argument("--out", default="analyses/higgs4l/ladder")
-    ap.add_argument("--run-dir", default=str(RUN_DIR), help="where the chart flow is kept")
+    ap.add_argument("--train-only", action="store_true",
+                    help="train the estimators and stop (e.g. split over shells by --estimators)")
     ap.add_argument("--smoke", action="store_true",
-                    help="a check that the script runs: 2000 simulations, 1 epoch, 5 events")
+                    help="a check that it runs: 2000 simulations, 2 epochs, 2 θ* of 5 events, 1 seed")
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    camp = load_campaign(CONFIG)
-    run = Run(camp.run, camp.seed, progress=False)
-    sim = Higgs4l()
-    train_path = run.dir / "data" / "train.npz"
-    mcfgs = {m.name: m for m in camp.run.models}
-    m_flow_cfg = {"options": mcfgs["M-flow"].options, "train": dict(mcfgs["M-flow"].train)}
+    out = Path(args.out)
+    overrides: dict = {"seeds": args.seeds}
     if args.smoke:
-        m_flow_cfg["train"]["epochs"] = 1
-        args.n_events, args.num_samples = 5, 200
-    chart, chart_seconds = chart_flow(sim, train_path, m_flow_cfg, Path(args.run_dir),
-                                      2000 if args.smoke else None)
-    chart.eval()
-    models = {name: run.load(m).eval() for name, m in mcfgs.items()}
+        overrides = {**SMOKE, "seeds": [0], "output_dir": str(out / "runs")}
+        args.num_samples = 200
+    cfg = load_config(CONFIG, overrides)
     n_test = 200 if args.smoke else 5000
-    held_out = sim.sample(sim.prior.sample(n_test, np.random.default_rng(7)), np.random.default_rng(8))
-    m_flow = models["M-flow"]
-    with torch.no_grad():
-        recon_test = m_flow.reconstruction_error(torch.as_tensor(held_out, dtype=torch.float32))
-    out: dict = {"n_events": args.n_events, "num_samples": args.num_samples,
-                 "chart_flow_train_seconds": chart_seconds,
-                 "m_flow_reconstruction_error_test": {"median": float(recon_test.median()),
-                                                      "mean": float(recon_test.mean())},
-                 "points": []}
-    for k, theta in enumerate(np.asarray(THETA_STAR)):
-        x = sim.sample(np.tile(theta, (args.n_events, 1)), np.random.default_rng(100 + k))
-        with torch.no_grad():
-            recon = m_flow.reconstruction_error(torch.as_tensor(x, dtype=torch.float32))
-        likes = {"truth": SimulatorLikelihood(sim, x),
-                 "true chart (FOM)": ModelLikelihood(chart, sim.true_chart(x)),  # p(z|θ)
-                 **{name: ModelLikelihood(m, x) for name, m in models.items()}}
-        rec: dict = {"theta": theta.tolist(), "m_flow_reconstruction_error_observed":
-                     {"median": float(recon.median()), "mean": float(recon.mean())},
-                     "posteriors": {}}
-        samples = {}
-        for name, like in likes.items():
-            t0 = time.perf_counter()
-            res = sample_posterior(like, sim.prior, args.num_samples, method="grid", rng=k)
-            samples[name] = s = np.asarray(res.samples)
-            rec["posteriors"][name] = {"mean": s.mean(0).tolist(), "std": s.std(0).tolist(),
-                                       "converged": bool(res.converged),
-                                       "seconds": round(time.perf_counter() - t0, 1)}
-        for name, s in samples.items():
-            if name != "truth":
-                rec["posteriors"][name].update(c2st=float(c2st(s, samples["truth"])),
-                                               mmd2=float(mmd2(s, samples["truth"])))
-            print(f"θ* = {theta.tolist()} {name}: {rec['posteriors'][name]}", flush=True)
-        out["points"].append(rec)
-        atomic_write_json(out, Path(args.out) / "ladder.json")
-    print(json.dumps(out, indent=1))
+    for seed in cfg.seeds:
+        Run(cfg, seed, progress=False).simulate()
+    # the costliest first, so that two workers finish together
+    order = ["M-flow", "AF", "M-flow, 16 momenta", "AF, 16 momenta", "true chart (FOM)"]
+    tasks = [(seed, n) for n in sorted(args.estimators, key=lambda n: order.index(n) if n in order
+                                       else len(order)) for seed in cfg.seeds]
+    if args.workers == 1:  # in this process (a dask worker trains these flows 2-3× slower)
+        fits = {t: fit(cfg, *t, args.smoke) for t in tasks}
+        if args.train_only:
+            return
+        records = [posteriors(cfg, seed, {n: fits[seed, n] for n in args.estimators}, out,
+                              args.num_samples, n_test) for seed in cfg.seeds]
+    else:
+        with dask_client(args.workers, quiet=True) as client:
+            futures = {t: client.submit(fit, cfg, *t, args.smoke, pure=False, priority=-i)
+                       for i, t in enumerate(tasks)}
+            fits = {t: f.result() for t, f in futures.items()}
+            if args.train_only:
+                return
+            jobs = [client.submit(posteriors, cfg, seed, {n: fits[seed, n] for n in args.estimators},
+                                  out, args.num_samples, n_test, pure=False) for seed in cfg.seeds]
+            records = [j.result() for j in jobs]
+    summary = summarise(records)
+    atomic_write_json(summary, out / "ladder.json")
+    atomic_write(out / "table.md", lambda f: f.write(table(summary)), "w")
+    print(table(summary))
+    print(json.dumps({n: e["reconstruction_error"] for n, e in summary["estimators"].items()
+                      if "reconstruction_error" in e}))
 
 
 if __name__ == "__main__":

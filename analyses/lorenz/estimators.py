@@ -11,6 +11,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from mfinfer.interop.nle import NLELikelihood, sbi_prior
+
 
 class Sampled(NamedTuple):
     """Posterior samples (n, p), their unnormalised log posterior (n,), and the log posterior
@@ -37,24 +39,6 @@ def model_posterior(model: Any, x: np.ndarray, prior: Any, n: int, method: str,
     return Sampled(res.samples, res.log_prob, LogPosterior(like, prior), note)
 
 
-class NLELikelihood:
-    """Σ_i log p̂(x_i|θ) of a trained sbi density estimator, θ (m, p) -> (m,) numpy: the NLE's
-    likelihood for mfinfer's samplers (the same function sbi's MCMC samples)."""
-
-    def __init__(self, estimator: Any, x: np.ndarray, chunk: int = 16_384) -> None:
-        self.estimator, self.chunk = estimator.eval(), chunk
-        self.x = torch.as_tensor(x, dtype=torch.float32)
-
-    def __call__(self, theta: np.ndarray) -> np.ndarray:
-        rows = torch.as_tensor(np.atleast_2d(theta), dtype=torch.float32)
-        n, out = len(self.x), []
-        with torch.no_grad():
-            for t in rows.split(max(1, self.chunk // n)):
-                inputs = self.x[:, None, :].expand(n, len(t), self.x.shape[1])
-                out.append(self.estimator.log_prob(inputs, condition=t).sum(0))
-        return torch.cat(out).numpy().astype(float)
-
-
 class OffManifoldLikelihood:
     """A θ-dependent M-flow's likelihood plus the off-manifold distance it ignores:
     Σ_i [log p̂(x_i|θ) + log N_{D−d}(x_i − project_θ(x_i); 0, s² I)], θ (m, p) -> (m,).
@@ -79,14 +63,6 @@ class OffManifoldLikelihood:
             lp = -0.5 * r2 / self.s2 - 0.5 * self.k * np.log(2 * np.pi * self.s2)
             out.append(lp.reshape(len(t), n).sum(1))
         return self.base(theta) + torch.cat(out).numpy().astype(float)
-
-
-def sbi_prior(prior: Any) -> Any:
-    """sbi's ``BoxUniform`` of an mfinfer box prior."""
-    from sbi.utils import BoxUniform
-
-    low, high = (torch.as_tensor(b, dtype=torch.float32) for b in prior.bounds)
-    return BoxUniform(low, high)
 
 
 def nle_posterior(estimator: Any, prior: Any, x: np.ndarray, n: int, seed: int) -> Sampled:

@@ -1,0 +1,113 @@
+"""sbi's neural likelihood estimation (NLE) as the baseline a user would pick instead of mfinfer.
+
+:func:`train_nle` trains sbi's ``NLE`` with its own defaults (a MAF density estimator, batch 200,
+lr 5e-4, 10 % validation, early stopping after 20 epochs without improvement); :func:`save_nle` /
+:func:`load_nle` keep the estimator as a ``state_dict`` plus JSON (no pickle), and
+:class:`NLELikelihood` is its likelihood Σᵢ log p̂(xᵢ|θ) for mfinfer's samplers (the function
+sbi's own MCMC samples), so the NLE's posterior and an mfinfer model's come from the same sampler:
+
+    estimator, info = train_nle(theta, x, simulator.prior, seed=0)
+    posterior = sample_posterior(NLELikelihood(estimator, x_obs), simulator.prior, 1000, method="grid")
+
+Written against sbi 0.27.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mfinfer.caching import array_digest
+from mfinfer.errors import ConfigError
+from mfinfer.files import atomic_write, atomic_write_json, read_json
+
+__all__ = ["NLELikelihood", "load_nle", "save_nle", "sbi_prior", "train_nle"]
+
+#: sbi's default density estimator for NLE.
+DENSITY_ESTIMATOR = "maf"
+
+
+def sbi_prior(prior: Any) -> Any:
+    """sbi's ``BoxUniform`` of an mfinfer box prior (``prior.bounds`` = (low, high))."""
+    from sbi.utils import BoxUniform
+
+    low, high = (torch.as_tensor(b, dtype=torch.float32) for b in prior.bounds)
+    return BoxUniform(low, high)
+
+
+def train_nle(theta: np.ndarray, x: np.ndarray, prior: Any, seed: int = 0,
+              max_epochs: int | None = None) -> tuple[Any, dict]:
+    """Train sbi's NLE with its defaults on simulations θ (n, p), x (n, D); ``max_epochs`` caps
+    the epochs (None: sbi's early stopping alone decides).
+
+    Returns the density estimator and a record: wall seconds, epochs, best validation loss and
+    the SHA-256 of the data (which :func:`load_nle` checks).
+    """
+    from sbi.inference import NLE
+
+    torch.manual_seed(seed)
+    inference = NLE(sbi_prior(prior), density_estimator=DENSITY_ESTIMATOR, show_progress_bars=False)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():  # e.g. sbi's note on constant columns (a mass shell)
+        warnings.simplefilter("ignore")
+        inference.append_simulations(torch.as_tensor(theta, dtype=torch.float32),
+                                     torch.as_tensor(x, dtype=torch.float32))
+        estimator = inference.train(**({} if max_epochs is None else {"max_num_epochs": max_epochs}))
+    info = {"density_estimator": DENSITY_ESTIMATOR, "seed": seed,
+            "seconds": time.perf_counter() - t0,
+            "epochs": int(inference.summary["epochs_trained"][-1]),
+            "best_validation_loss": float(inference.summary["best_validation_loss"][-1]),
+            "data_sha256": array_digest(x, theta), "shape": [len(x), x.shape[1], theta.shape[1]]}
+    return estimator.eval(), info
+
+
+def save_nle(estimator: Any, info: dict, directory: str | Path) -> None:
+    """Write ``weights.pt`` (the state_dict) and ``nle.json`` (the record of :func:`train_nle`)."""
+    directory = Path(directory)
+    atomic_write(directory / "weights.pt", lambda f: torch.save(estimator.state_dict(), f))
+    atomic_write_json(info, directory / "nle.json")
+
+
+def load_nle(directory: str | Path, theta: np.ndarray, x: np.ndarray) -> tuple[Any, dict]:
+    """The estimator saved by :func:`save_nle`, rebuilt on its training data θ, x (the network's
+    shapes come from them; its z-scoring is restored from the weights).
+
+    Raises:
+        ConfigError: θ, x are not the data it was trained on.
+    """
+    from sbi.neural_nets import likelihood_nn
+
+    directory = Path(directory)
+    info = read_json(directory / "nle.json")
+    if info.get("data_sha256") != array_digest(x, theta):
+        raise ConfigError(f"{directory}: the NLE was trained on other simulations than the θ, x "
+                          "given; pass its training data, or train it again")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = likelihood_nn(info["density_estimator"])(torch.as_tensor(theta[:1000], dtype=torch.float32),
+                                                       torch.as_tensor(x[:1000], dtype=torch.float32))
+    net.load_state_dict(torch.load(directory / "weights.pt", map_location="cpu", weights_only=True))
+    return net.eval(), info
+
+
+class NLELikelihood:
+    """Σᵢ log p̂(xᵢ|θ) of a trained sbi density estimator for observed events x (n, D):
+    θ (m, p) -> (m,) numpy, evaluated in chunks of about ``chunk`` (event, θ) pairs."""
+
+    def __init__(self, estimator: Any, x: np.ndarray, chunk: int = 16_384) -> None:
+        self.estimator, self.chunk = estimator.eval(), chunk
+        self.x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+
+    def __call__(self, theta: np.ndarray) -> np.ndarray:
+        rows = torch.as_tensor(np.atleast_2d(theta), dtype=torch.float32)
+        n, out = len(self.x), []
+        with torch.no_grad():
+            for t in rows.split(max(1, self.chunk // n)):
+                inputs = self.x[:, None, :].expand(n, len(t), self.x.shape[1])
+                out.append(self.estimator.log_prob(inputs, condition=t).sum(0))
+        return torch.cat(out).numpy().astype(float)
