@@ -38,8 +38,9 @@ import numpy as np
 import torch
 
 from mfinfer.caching import content_key, json_key, seed_sequence, torch_seed
-from mfinfer.config import RunConfig, load_config
+from mfinfer.config import ModelConfig, RunConfig, load_config
 from mfinfer.evaluation.metrics import c2st, mmd2
+from mfinfer.evaluation.report import read_timings
 from mfinfer.files import atomic_write, atomic_write_json, read_json, sha256_file
 from mfinfer.inference import ModelLikelihood, SimulatorLikelihood
 from mfinfer.inference.mcmc import sample_posterior
@@ -62,8 +63,12 @@ ESTIMATORS: dict[str, tuple[str, str]] = {
     "NLE, 16 momenta": ("NLE", "momenta"),
 }
 #: the config's models, which the pipeline trains (``run.py`` then reuses them)
-PIPELINE = {name: (lambda cfg, name=name: {m.name: m for m in cfg.models}[name]) for name in ("AF", "M-flow")}
+PIPELINE = ("AF", "M-flow")
 SMOKE = {"n_train": 2000, "observed": {"theta": [[0.0, 0.0], [1.0, 0.0]], "n_events": 5}}
+
+
+def model_config(cfg: RunConfig, name: str) -> ModelConfig:
+    return {m.name: m for m in cfg.models}[name]
 
 
 def represent(sim: Higgs4l, x: np.ndarray, representation: str) -> np.ndarray:
@@ -73,20 +78,19 @@ def represent(sim: Higgs4l, x: np.ndarray, representation: str) -> np.ndarray:
             "chart": lambda: sim.true_chart(x)}[representation]()
 
 
-def spec(cfg: RunConfig, name: str, smoke: bool) -> dict:
+def spec(cfg: RunConfig, name: str, smoke: bool = False) -> dict:
     """What estimator ``name`` trains: model kind, options and training settings (from the config;
-    the chart flow takes the M-flow's inner-flow architecture and its training without the M phase)."""
+    the chart flow takes the M-flow's inner-flow architecture and its training without the M phase;
+    ``smoke`` caps the NLE at 2 epochs)."""
     trained, representation = ESTIMATORS[name]
     if trained == "NLE":
         return {"kind": "NLE", "representation": representation, "max_epochs": 2 if smoke else None}
-    mcfg = {m.name: m for m in cfg.models}["M-flow" if trained == "chart" else trained]
+    mcfg = model_config(cfg, "M-flow" if trained == "chart" else trained)
     options, settings = dict(mcfg.options), dict(mcfg.train)
     if trained == "chart":
         options = {"num_layers": options["inner_layers"], **{k: options[k] for k in
                    ("hidden_features", "num_blocks", "num_bins")}}
         settings = {k: v for k, v in settings.items() if k not in ("schedule", "mse_weight")}
-    if smoke:
-        settings["epochs"] = 2
     return {"kind": "ManifoldFlow" if trained == "M-flow" else "AmbientFlow",
             "representation": representation, "options": options, "train": settings}
 
@@ -106,12 +110,14 @@ def fit(cfg: RunConfig, seed: int, name: str, smoke: bool = False) -> dict:
     t0 = time.perf_counter()
     if name in PIPELINE:  # the config's own model: trained by (and shared with) the pipeline
         run.train(only=name)
-        epochs = len(torch.load(run.model_dir(PIPELINE[name](cfg)) / "checkpoint.pt",
-                                weights_only=True)["history"])
+        history = torch.load(run.model_dir(model_config(cfg, name)) / "checkpoint.pt", weights_only=True)
+        epochs = len(history["history"])
+        # the pipeline's record of its training time, also when it was trained before this call
+        seconds = read_timings(run.dir).get("train", {}).get(name, time.perf_counter() - t0)
     elif s["kind"] == "NLE":
         estimator, info = train_nle(theta, x, sim.prior, seed=seed, max_epochs=s["max_epochs"])
         save_nle(estimator, info, directory / "final")
-        epochs = info["epochs"]
+        epochs, seconds = info["epochs"], time.perf_counter() - t0
     else:
         torch.manual_seed(torch_seed(seed_sequence(seed, 4, name)))
         model: Any = (ManifoldFlow(x.shape[1], 11, param_dim=2, **s["options"]) if s["kind"] == "ManifoldFlow"
@@ -119,7 +125,7 @@ def fit(cfg: RunConfig, seed: int, name: str, smoke: bool = False) -> dict:
         config = TrainConfig(**s["train"], seed=seed, device=cfg.device, progress=False)
         epochs = len(train(model, x, theta, config, run_dir=directory / "train", resume=True))
         save_model(model.cpu(), directory / "final")
-    seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
     record = {"key": key, "spec": s, "seconds": seconds, "epochs": epochs,
               "seconds_per_epoch": seconds / max(epochs, 1)}
     atomic_write_json(record, directory / "fit.json")
@@ -130,7 +136,7 @@ def load(run: Run, name: str, theta: np.ndarray, x: np.ndarray) -> Any:
     """The trained estimator ``name`` (for the NLE: rebuilt on its training data θ, x)."""
     directory = run.dir / "ladder" / path_name(name) / "final"
     if name in PIPELINE:
-        return run.load(PIPELINE[name](run.config))
+        return run.load(model_config(run.config, name))
     if ESTIMATORS[name][0] == "NLE":
         return load_nle(directory, theta, x)[0]
     return load_model(directory).eval()
@@ -164,7 +170,7 @@ def posteriors(cfg: RunConfig, seed: int, fits: dict[str, dict], out: Path, num_
     for k in range(len(cfg.observed.theta)):
         with np.load(run.dir / "data" / f"observed_{k}.npz") as f:
             theta_star, x = f["theta"], f["x"]
-        likes = {"truth": SimulatorLikelihood(sim, x)}
+        likes: dict[str, Any] = {"truth": SimulatorLikelihood(sim, x)}
         for n, m in models.items():
             xr = represent(sim, x, ESTIMATORS[n][1])
             likes[n] = NLELikelihood(m, xr) if ESTIMATORS[n][0] == "NLE" else ModelLikelihood(m, xr)
@@ -236,8 +242,10 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     overrides: dict = {"seeds": args.seeds}
-    if args.smoke:
-        overrides = {**SMOKE, "seeds": [0], "output_dir": str(out / "runs")}
+    if args.smoke:  # 2 epochs for every model
+        models = [{**m, "train": {**m["train"], "epochs": 2}}
+                  for m in load_config(CONFIG).to_dict()["models"]]
+        overrides = {**SMOKE, "models": models, "seeds": [0], "output_dir": str(out / "runs")}
         args.num_samples = 200
     cfg = load_config(CONFIG, overrides)
     n_test = 200 if args.smoke else 5000
