@@ -10,7 +10,8 @@ MMD²), all by the adaptive grid sampler with the same options:
   the inner flow can do once the manifold is exact; p(z|θ) differs from p(x|θ) by a θ-independent
   Jacobian); (2) the M-flow's reconstruction error |x − project(x)| on held-out simulations; (3) the
   M-flow's posterior;
-- the estimators a user would pick instead: the **AF** and sbi's **NLE** with its defaults (MAF);
+- the estimators a user would pick instead: the **AF** and sbi's **NLE** with its defaults (MAF), at
+  the config's number of epochs like every flow here (its early stopping alone ran > 20 min);
 - two input representations, always with a learned manifold: the 38 observables, and the 16 lepton
   four-momentum components (columns 0-15, GeV), on which the 11-d manifold is smooth (the 38 hold six
   azimuthal angles that jump by 2π).
