@@ -109,26 +109,29 @@ def fit(cfg: RunConfig, seed: int, name: str) -> dict:
     key = content_key("ladder-fit", s, sha256_file(train_path), seed, "v2")
     if json_key(directory / "fit.json", "key") == key:
         return read_json(directory / "fit.json")
-    with np.load(train_path) as f:
-        theta, x = f["theta"], represent(sim, f["x"], s["representation"])
-    t0 = time.perf_counter()
     if name in PIPELINE:  # the config's own model: trained by (and shared with) the pipeline
+        t0 = time.perf_counter()
         run.train(only=name)
         history = torch.load(run.model_dir(model_config(cfg, name)) / "checkpoint.pt", weights_only=True)
         epochs = len(history["history"])
         # the pipeline's record of its training time, also when it was trained before this call
         seconds = read_timings(run.dir).get("train", {}).get(name, time.perf_counter() - t0)
-    elif s["kind"] == "NLE":
-        estimator, info = train_nle(theta, x, sim.prior, seed=seed, max_epochs=s["max_epochs"])
-        save_nle(estimator, info, directory / "final")
-        epochs, seconds = info["epochs"], time.perf_counter() - t0
     else:
-        torch.manual_seed(torch_seed(seed_sequence(seed, 4, name)))
-        model: Any = (ManifoldFlow(x.shape[1], 11, param_dim=2, **s["options"]) if s["kind"] == "ManifoldFlow"
-                      else AmbientFlow(x.shape[1], param_dim=2, **s["options"]))
-        config = TrainConfig(**s["train"], seed=seed, device=cfg.device, progress=False)
-        epochs = len(train(model, x, theta, config, run_dir=directory / "train", resume=True))
-        save_model(model.cpu(), directory / "final")
+        with np.load(train_path) as f:
+            theta, x = f["theta"], represent(sim, f["x"], s["representation"])
+        t0 = time.perf_counter()
+        if s["kind"] == "NLE":
+            estimator, info = train_nle(theta, x, sim.prior, seed=seed, max_epochs=s["max_epochs"])
+            save_nle(estimator, info, directory / "final")
+            epochs = info["epochs"]
+        else:
+            torch.manual_seed(torch_seed(seed_sequence(seed, 4, name)))
+            dims = (x.shape[1], 11) if s["kind"] == "ManifoldFlow" else (x.shape[1],)
+            model: Any = {"ManifoldFlow": ManifoldFlow, "AmbientFlow": AmbientFlow}[s["kind"]](
+                *dims, param_dim=2, **s["options"])
+            config = TrainConfig(**s["train"], seed=seed, device=cfg.device, progress=False)
+            epochs = len(train(model, x, theta, config, run_dir=directory / "train", resume=True))
+            save_model(model.cpu(), directory / "final")
         seconds = time.perf_counter() - t0
     record = {"key": key, "spec": s, "seconds": seconds, "epochs": epochs,
               "seconds_per_epoch": seconds / max(epochs, 1)}
@@ -136,13 +139,14 @@ def fit(cfg: RunConfig, seed: int, name: str) -> dict:
     return record
 
 
-def load(run: Run, name: str, theta: np.ndarray, x: np.ndarray) -> Any:
-    """The trained estimator ``name`` (for the NLE: rebuilt on its training data θ, x)."""
+def load(run: Run, name: str, theta: np.ndarray, x: np.ndarray, sim: Higgs4l) -> Any:
+    """The trained estimator ``name`` (the NLE is rebuilt on its training data: θ and the events
+    x (n, 38) in its representation)."""
     directory = run.dir / "ladder" / path_name(name) / "final"
     if name in PIPELINE:
         return run.load(model_config(run.config, name))
     if ESTIMATORS[name][0] == "NLE":
-        return load_nle(directory, theta, x)[0]
+        return load_nle(directory, theta, represent(sim, x, ESTIMATORS[name][1]))[0]
     return load_model(directory).eval()
 
 
@@ -160,7 +164,7 @@ def posteriors(cfg: RunConfig, seed: int, fits: dict[str, dict], out: Path, num_
     run, sim = Run(cfg, seed, progress=False), Higgs4l()
     with np.load(run.dir / "data" / "train.npz") as f:
         theta_train, x_train = f["theta"], f["x"]
-    models = {n: load(run, n, theta_train, represent(sim, x_train, ESTIMATORS[n][1])) for n in fits}
+    models = {n: load(run, n, theta_train, x_train, sim) for n in fits}
     rng = np.random.default_rng(seed_sequence(seed, 6, "held-out"))
     held_out = sim.sample(sim.prior.sample(n_test, rng), rng)
     record: dict = {"key": key, "seed": seed, "fits": fits, "reconstruction_error": {}, "points": []}

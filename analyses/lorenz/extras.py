@@ -17,7 +17,6 @@ from analyses.lorenz.estimators import (
     nle_posterior,
     nn_distance,
     sample_summary,
-    sbi_prior,
     true_ranks,
 )
 from analyses.lorenz.settings import (
@@ -42,31 +41,26 @@ from analyses.lorenz.settings import (
 )
 from mfinfer.caching import array_digest, content_key, npz_key
 from mfinfer.config import ModelConfig, RunConfig
-from mfinfer.files import atomic_write, atomic_write_json
+from mfinfer.files import atomic_write_json
+from mfinfer.interop.nle import save_nle, train_nle
 
 
 # ------------------------------------------------------------------ stage 3: sbi NLE
 def stage_sbi(cfg: RunConfig) -> dict:
     """Train sbi's NLE (its defaults) on the pipeline's training simulations of this variant."""
-    from sbi.inference import NLE as SbiNLE
-
     run = open_run(cfg)
     data = run._data()  # refuses data simulated with other settings
     key = content_key("nle", array_digest(data["x"], data["theta"]), cfg.seeds[0])
     directory = extras_dir(cfg) / "nle"
     done = cached(directory / "train.json", key)
-    if done is not None and (directory / "estimator.pt").is_file():
+    if done is not None and (directory / "weights.pt").is_file():
         return done
-    torch.manual_seed(stage_torch_seed(cfg.seeds[0], "sbi", "train"))
-    nle = SbiNLE(sbi_prior(run.simulator.prior), show_progress_bars=False)
-    nle.append_simulations(torch.as_tensor(data["theta"], dtype=torch.float32),
-                           torch.as_tensor(data["x"], dtype=torch.float32))
     with timer() as t:
-        estimator = nle.train()
-    atomic_write(directory / "estimator.pt", lambda f: torch.save(estimator, f))
+        estimator, nle_info = train_nle(data["theta"], data["x"], run.simulator.prior,
+                                        seed=stage_torch_seed(cfg.seeds[0], "sbi", "train"))
+    save_nle(estimator, nle_info, directory)
     info = {"key": key, "train_wall_s": t["wall_s"], "train_cpu_s": t["cpu_s"],
-            "epochs": int(nle.summary["epochs_trained"][-1]),
-            "best_validation_loss": float(nle.summary["best_validation_loss"][-1])}
+            "epochs": nle_info["epochs"], "best_validation_loss": nle_info["best_validation_loss"]}
     atomic_write_json(info, directory / "train.json")
     return info
 

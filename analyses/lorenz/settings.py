@@ -136,13 +136,15 @@ def estimator_weights(cfg: RunConfig, run: Any, name: str) -> Any:
 
 
 def load_nle(cfg: RunConfig) -> Any:
-    """The NLE's density estimator trained by the 'sbi' stage."""
-    import torch
+    """The NLE's density estimator trained by the 'sbi' stage (weights only, rebuilt on the
+    variant's training simulations)."""
+    from mfinfer.interop.nle import load_nle as load
 
-    path = extras_dir(cfg) / "nle" / "estimator.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; run the 'sbi' stage first")
-    return torch.load(path, weights_only=False)  # written by this analysis (stage sbi)
+    directory = extras_dir(cfg) / "nle"
+    if not (directory / "weights.pt").is_file():
+        raise FileNotFoundError(f"{directory / 'weights.pt'}: missing; run the 'sbi' stage first")
+    data = open_run(cfg)._data()
+    return load(directory, data["theta"], data["x"])[0]
 
 
 def posterior_samples(cfg: RunConfig, run: Any, k: int, name: str) -> np.ndarray:
