@@ -93,7 +93,7 @@ from mfinfer.inference.gate import (
 from mfinfer.models import Flow, build_model, load_model, save_model
 from mfinfer.parallel import dask_client
 from mfinfer.plotting import corner_plot
-from mfinfer.registry import get_simulator
+from mfinfer.registry import SimulatorSpec
 from mfinfer.training import train
 
 __all__ = ["SEED_STAGES", "STAGES", "Run", "path_name", "run_all"]
@@ -146,8 +146,7 @@ class Run:
     def __init__(self, config: RunConfig, seed: int, progress: bool = True) -> None:
         self.config, self.seed, self.progress = config, seed, progress
         self.dir = Path(config.output_dir) / config.name / f"seed_{seed}"
-        sim = config.simulator
-        self.simulator = get_simulator(sim["name"], **sim.get("options", {}))
+        self.simulator = SimulatorSpec.from_dict(config.simulator).build()
         self.dir.mkdir(parents=True, exist_ok=True)
         for directory, _, _ in os.walk(self.dir):  # temps of writers killed mid-write
             clean_temp(directory)
@@ -436,7 +435,7 @@ class Run:
                 row["models"][name] = r
             out["points"].append(row)
             corner_plot(samples, self.dir / "plots" / f"corner_point_{k}.png", truth=theta_true,
-                        labels=getattr(self.simulator, "param_names", None))
+                        labels=getattr(self.simulator, "param_names", None), n_events=len(x))
         atomic_write_json(out, path)
         record_time(self.dir, time.perf_counter() - t0, "evaluate")
         self.log.info("wrote metrics.json")

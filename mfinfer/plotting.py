@@ -1,4 +1,9 @@
-"""Plots: corner plots of posterior samples (overlays of several sets, with the true θ*)."""
+"""Plots: corner plots of posterior samples (overlays of several sets, with the true θ*).
+
+The figures say what they show: parameter names on the axes (Greek letter names such as ``sigma``
+drawn as σ), a title with θ* and the number of events, the exact posterior named as such (the
+pipeline's ``truth`` set) apart from the true θ* (dashed black lines), and the contour levels.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,46 @@ import numpy as np
 
 from mfinfer.files import atomic_write
 
-__all__ = ["corner_plot"]
+__all__ = ["CONTOUR_LEVELS", "EXACT", "corner_plot", "display_label", "plot_title"]
+
+#: Probability mass inside the 2-D contours (highest-density regions of the smoothed histograms).
+CONTOUR_LEVELS = (0.68, 0.95)
+#: Legend name of the posterior from the simulator's exact likelihood (the pipeline's ``truth``).
+EXACT = "exact posterior"
+_GREEK = {"alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "kappa": "κ",
+          "lambda": "λ", "mu": "μ", "nu": "ν", "rho": "ρ", "sigma": "σ", "tau": "τ", "theta": "θ",
+          "phi": "φ", "omega": "ω"}
+
+
+def display_label(name: str) -> str:
+    """A parameter's axis label: a Greek letter's name becomes the letter (``"sigma"`` -> σ).
+
+    >>> [display_label(n) for n in ("sigma", "theta", "a2")]
+    ['σ', 'θ', 'a2']
+    """
+    return _GREEK.get(name, name)
+
+
+def plot_title(truth: np.ndarray | None, labels: Sequence[str] | None,
+               n_events: int | None) -> str | None:
+    """``θ* = (a2, a3) = (1, 0), 50 events``, or None when neither θ* nor the count is known.
+
+    >>> plot_title(np.array([1.0, 0.0]), ["a2", "a3"], 50)
+    'θ* = (a2, a3) = (1, 0), 50 events'
+    >>> plot_title(np.array([0.25]), ["θ"], None)
+    'θ* = 0.25'
+    """
+    parts = []
+    if truth is not None:
+        values = ", ".join(f"{v:.4g}" for v in truth)
+        if len(truth) == 1:
+            parts.append(f"θ* = {values}")
+        else:
+            names = f"({', '.join(labels)}) = " if labels else ""
+            parts.append(f"θ* = {names}({values})")
+    if n_events is not None:
+        parts.append(f"{n_events} event{'s' * (n_events != 1)}")
+    return ", ".join(parts) or None
 
 
 def corner_plot(
@@ -25,21 +69,28 @@ def corner_plot(
     ranges: Sequence[tuple[float, float]] | None = None,
     smooth: float | None = 1.0,
     dpi: int = 120,
+    n_events: int | None = None,
+    title: str | None = None,
 ) -> Path:
     """Overlay the corner plots of several sample sets, one colour each, with a legend.
 
     Arguments:
         posteriors: Name -> samples (n_k, p) or anything with ``.samples`` (a ``Posterior``).
-            Histograms are normalised, so different sample sizes compare fairly.
+            Histograms are normalised, so different sample sizes compare fairly. The name
+            ``truth`` (the pipeline's exact-likelihood posterior) is shown as "exact posterior".
         path: Output image; written atomically.
         truth: True parameters (p,), drawn as black lines and markers.
-        labels: Axis labels, length p.
+        labels: Parameter names, length p (a simulator's ``param_names``); Greek letter names are
+            drawn as letters (:func:`display_label`).
         colors: One matplotlib colour per entry (default: the ``tab10`` cycle).
         bins: Histogram bins per axis.
         ranges: Axis ranges (p pairs); default: the union of the 0.5-99.5 % quantile ranges
             of all sets (and the truth).
         smooth: Gaussian smoothing of the 2-D histograms, in bins (``None``: off).
         dpi: Resolution of raster output.
+        n_events: Observed events behind the posteriors, for the title.
+        title: The figure's title (default: :func:`plot_title` of θ*, the labels and
+            ``n_events``); the contour levels are always stated below it.
 
     Returns:
         The written path.
@@ -68,6 +119,7 @@ def corner_plot(
             raise ValueError(f"truth: expected shape ({p},), got {truth.shape}")
     if labels is not None and len(labels) != p:
         raise ValueError(f"labels: expected {p} names, got {len(labels)}")
+    labels = [display_label(str(n)) for n in labels] if labels is not None else None
     if ranges is None:
         lo = np.min([np.quantile(v, 0.005, axis=0) for v in sets.values()], axis=0)
         hi = np.max([np.quantile(v, 0.995, axis=0) for v in sets.values()], axis=0)
@@ -92,7 +144,7 @@ def corner_plot(
             plot_datapoints=False,
             plot_density=False,
             fill_contours=False,
-            levels=(0.393, 0.865),  # 1 and 2 sigma of a 2-D Gaussian
+            levels=CONTOUR_LEVELS,
             hist_kwargs={"density": True, "color": color},
         )
     assert fig is not None  # sets is non-empty (checked above)
@@ -107,7 +159,8 @@ def corner_plot(
         else:
             corner.overplot_lines(fig, truth, color="k", linestyle="--", linewidth=1)
             corner.overplot_points(fig, truth[None, :], marker="s", color="k", markersize=4)
-    handles = [Line2D([], [], color=c, label=k) for k, c in zip(sets, colors, strict=False)]
+    handles = [Line2D([], [], color=c, label=EXACT if k == "truth" else k)
+               for k, c in zip(sets, colors, strict=False)]
     if truth is not None:
         handles.append(Line2D([], [], color="k", linestyle="--", label="true θ*"))
     if p == 1:
@@ -116,6 +169,13 @@ def corner_plot(
         )
     else:
         fig.legend(handles=handles, loc="upper right", frameon=False)
+    heading = title if title is not None else plot_title(truth, labels, n_events)
+    lines = [heading] if heading else []
+    if p > 1:
+        lines.append("contours: " + ", ".join(f"{round(100 * lv)} %" for lv in CONTOUR_LEVELS)
+                     + " of each posterior's mass")
+    if lines:
+        fig.suptitle("\n".join(lines), fontsize=10, y=1.0, va="bottom")
 
     path = Path(path)
     suffix = path.suffix.lstrip(".") or "png"
