@@ -93,7 +93,7 @@ from mfinfer.inference.gate import (
 from mfinfer.models import Flow, build_model, load_model, save_model
 from mfinfer.parallel import dask_client
 from mfinfer.plotting import corner_plot
-from mfinfer.registry import SimulatorSpec
+from mfinfer.registry import get_simulator
 from mfinfer.training import train
 
 __all__ = ["SEED_STAGES", "STAGES", "Run", "path_name", "run_all"]
@@ -146,7 +146,8 @@ class Run:
     def __init__(self, config: RunConfig, seed: int, progress: bool = True) -> None:
         self.config, self.seed, self.progress = config, seed, progress
         self.dir = Path(config.output_dir) / config.name / f"seed_{seed}"
-        self.simulator = SimulatorSpec.from_dict(config.simulator).build()
+        sim = config.simulator
+        self.simulator = get_simulator(sim["name"], **sim.get("options", {}))
         self.dir.mkdir(parents=True, exist_ok=True)
         for directory, _, _ in os.walk(self.dir):  # temps of writers killed mid-write
             clean_temp(directory)
