@@ -8,7 +8,14 @@ d-dimensional manifold. Where the simulator knows more, it exposes it:
 - ``distance_to_manifold(x) -> (n,)``: Euclidean distance of each row to the true manifold;
 - ``chart(x) -> (n, d)`` / ``embed(z) -> (n, D)``: a coordinate chart of the manifold, for the FOM flow.
   Both are written with torch ops: torch tensors in give (differentiable) tensors out, numpy in gives
-  numpy out.
+  numpy out;
+- ``sample_with_score(theta, rng) -> (x, t)``: events plus their joint score
+  ``t = ∇θ log p(x, z | θ)`` (n, p), z the simulator's latent variables, for score-augmented training
+  (SCANDAL, Brehmer et al., arXiv:1805.12244; the M-flow paper's LHC experiment). ``E[t | x] =
+  ∇θ log p(x|θ)``, so t is an unbiased regression target for the score of the likelihood. A simulator
+  that can integrate a latent out exactly does so (the target then has less variance); where x
+  determines the latents, t *is* ``∇θ log p(x|θ)``. ``simulate(n, rng, score=True)`` returns
+  ``(θ, x, t)``, drawing θ and x from the same random stream as ``simulate(n, rng)`` does.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import torch
 from mfinfer._validation import as_matrix, broadcast_rows
 from mfinfer.priors import Prior
 
-__all__ = ["Simulator", "check_last_dim", "check_theta", "check_x", "numpy_or_torch"]
+__all__ = ["Simulator", "check_last_dim", "check_score", "check_theta", "check_x", "numpy_or_torch"]
 
 
 def check_x(x: Any, data_dim: int, name: str = "x") -> np.ndarray:
@@ -36,6 +43,24 @@ def check_theta(theta: Any, prior: Prior, n: int | None = None, name: str = "the
     """Validate θ against the prior (shape and support); broadcast a single (p,) row to n rows."""
     theta = prior.check(theta, name=name)
     return theta if n is None else broadcast_rows(theta, n, name)
+
+
+def check_score(score: np.ndarray, theta: np.ndarray, who: str) -> np.ndarray:
+    """A simulator's joint score: finite, one (p,) row per θ row; float64 (n, p).
+
+    Raises:
+        RuntimeError: the simulator returned a wrong shape or NaN/inf (a bug in the simulator,
+            named by ``who``, not in the caller's input).
+    """
+    score = np.asarray(score, dtype=float)
+    if score.shape != theta.shape:
+        raise RuntimeError(f"{who}: joint score of shape {score.shape}, expected {theta.shape} (one "
+                           "row per θ row)")
+    bad = np.flatnonzero(~np.isfinite(score).all(axis=1))
+    if bad.size:
+        raise RuntimeError(f"{who}: joint score is NaN or inf in {bad.size} row(s) (first: row "
+                           f"{int(bad[0])}, θ = {theta[bad[0]].tolist()})")
+    return score
 
 
 def numpy_or_torch(fn: Callable[[Any, torch.Tensor], torch.Tensor]) -> Callable:
@@ -89,8 +114,25 @@ class Simulator(ABC):
         """Point on the manifold for coordinates z, (n, d) -> (n, D)."""
         raise NotImplementedError(f"{type(self).__name__} has no embedding")
 
-    def simulate(self, n: int, rng: np.random.Generator | int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Draw θ ~ prior and x ~ p(x|θ): returns (theta (n, p), x (n, D))."""
+    def sample_with_score(
+        self, theta: np.ndarray, rng: np.random.Generator | int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Simulate one event per θ row with its joint score ∇θ log p(x, z | θ):
+        (n, p) -> (x (n, D), t (n, p)); x is what ``sample(theta, rng)`` gives for the same rng."""
+        raise NotImplementedError(f"{type(self).__name__} provides no joint score")
+
+    def simulate(
+        self, n: int, rng: np.random.Generator | int | None = None, score: bool = False
+    ) -> tuple[np.ndarray, ...]:
+        """Draw θ ~ prior and x ~ p(x|θ): returns (theta (n, p), x (n, D)); with ``score=True``
+        also the joint score t = ∇θ log p(x, z | θ) (n, p): ``(theta, x, t)``.
+
+        Raises:
+            NotImplementedError: ``score=True`` for a simulator without a joint score.
+        """
         rng = np.random.default_rng(rng)
         theta = self.prior.sample(n, rng)
-        return theta, self.sample(theta, rng)
+        if not score:
+            return theta, self.sample(theta, rng)
+        x, t = self.sample_with_score(theta, rng)
+        return theta, x, check_score(t, theta, type(self).__name__)

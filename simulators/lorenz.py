@@ -36,6 +36,15 @@ function of its first state, so the snippets lie on a 2-d set in R^(3 n_times) a
 noise); for points, where the attractor has no closed form, it raises ``NotImplementedError``. There
 is no tractable likelihood (``log_likelihood`` raises ``NotImplementedError``).
 
+No joint score (``simulate(n, score=True)`` raises ``NotImplementedError``). The latents are the
+initial state and the random run time; given them, the noise-free observation is a deterministic
+function of θ, so p(x, z | θ) is a delta function and has no θ-gradient. With ``noise`` > 0 the
+joint score exists, (x − Φ_θ(z)) · ∂Φ_θ(z)/∂θ / noise², but the sensitivity ∂Φ/∂θ of a state
+reached after the burn-in (20-25 time units) grows like exp(λ t) with λ ≈ 0.9: about 10⁸-10¹⁰,
+so the score's variance is astronomically large and useless as a training target. (A snippet's
+score *given its first state* is well behaved, but the first state's own density on the attractor
+depends on θ and is intractable.)
+
 Reference: E. N. Lorenz, "Deterministic nonperiodic flow", J. Atmos. Sci. 20, 130 (1963);
 Benettin et al., Meccanica 15, 9 (1980) for the Lyapunov exponent.
 """
@@ -292,6 +301,17 @@ class Lorenz(Simulator):
         if self.noise > 0:
             x = x + self.noise * rng.normal(size=x.shape)
         return x
+
+    def sample_with_score(
+        self, theta: np.ndarray, rng: np.random.Generator | int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Not available: no sensible joint score exists (see the module docstring)."""
+        raise NotImplementedError(
+            "Lorenz has no joint score: without noise x is a deterministic function of θ and the "
+            "latents (no density to differentiate); with noise the score carries the chaotic "
+            "sensitivity ∂x/∂θ ~ exp(0.9 t) after the burn-in (~1e9), useless as a training target; "
+            "train without score_weight"
+        )
 
     def log_likelihood(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """Not available: raises NotImplementedError (the invariant measure has no closed form)."""

@@ -168,16 +168,44 @@ class PowerSimulator(Simulator):
 
     # -- simulation ---------------------------------------------------------------------------
 
-    def sample(self, theta: np.ndarray, rng: np.random.Generator | int | None = None) -> np.ndarray:
-        """Simulate one event per θ row, (m, 1) or (1,) -> (m, 3)."""
+    def _sample_latent(self, theta: np.ndarray, rng: np.random.Generator | int | None) -> np.ndarray:
+        """Chart points z (m, 2) of one event per validated θ row."""
         rng = np.random.default_rng(rng)
-        theta = check_theta(theta, self.prior)
         m = len(theta)
         second = rng.random(m) < self.weights[1]
         mean = np.where(second[:, None], self.means[1], self.means[0])
         std = np.where(second, self.width(theta), self.fixed_width)
-        z = mean + std[:, None] * rng.normal(size=(m, 2))
-        return self.embed(z)
+        return mean + std[:, None] * rng.normal(size=(m, 2))
+
+    def sample(self, theta: np.ndarray, rng: np.random.Generator | int | None = None) -> np.ndarray:
+        """Simulate one event per θ row, (m, 1) or (1,) -> (m, 3)."""
+        theta = check_theta(theta, self.prior)
+        return self.embed(self._sample_latent(theta, rng))
+
+    def sample_with_score(
+        self, theta: np.ndarray, rng: np.random.Generator | int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Events (m, 3) as ``sample`` draws them and their score ∇θ log p(x|θ) (m, 1).
+
+        x determines the chart point z, and the mixture label is summed over exactly, so the joint
+        score is the score of the likelihood itself: only the θ-dependent component contributes,
+        with its responsibility r = p(second | z, θ):
+        ∂θ log p = r (|z − μ₂|² / s³ − 2 / s) ds/dθ, ds/dθ = (max_width − min_width) / 2.
+        """
+        theta = check_theta(theta, self.prior)
+        z = self._sample_latent(theta, rng)
+        return self.embed(z), self.score(z, theta)
+
+    def score(self, z: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """∇θ log p(z|θ) of chart points, (m, 2), (m, 1) or (1,) -> (m, 1)."""
+        z = check_x(z, self.manifold_dim, "z")
+        theta = check_theta(theta, self.prior, len(z))
+        s = self.width(theta)
+        sq = np.sum((z - np.asarray(self.means[1])) ** 2, axis=1)
+        log_second = np.log(self.weights[1]) - 0.5 * sq / s**2 - 2 * np.log(s) - np.log(2 * np.pi)
+        resp = np.exp(log_second - self.chart_log_prob(z, theta))
+        ds = 0.5 * (self.max_width - self.min_width)
+        return (resp * (sq / s**3 - 2 / s) * ds)[:, None]
 
     # -- densities ----------------------------------------------------------------------------
 

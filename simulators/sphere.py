@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.special import logsumexp
+from scipy.special import logsumexp, ndtr
 from scipy.stats import norm, truncnorm
 
 from mfinfer.priors import BoxUniform
@@ -54,6 +54,30 @@ def _wrapped_norm_logpdf(x: np.ndarray, loc: np.ndarray, scale: np.ndarray) -> n
     k = np.arange(-_WRAPS, _WRAPS + 1)
     terms = norm.logpdf(x[..., None] + 2 * np.pi * k, loc[..., None], scale[..., None])
     return logsumexp(terms, axis=-1)
+
+
+def _truncnorm_grad(
+    x: np.ndarray, loc: np.ndarray, scale: np.ndarray, low: float, high: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """∂/∂loc and ∂/∂scale of ``_truncnorm_logpdf`` (the normaliser Φ(b) − Φ(a) included)."""
+    y, a, b = (x - loc) / scale, (low - loc) / scale, (high - loc) / scale
+    mass = ndtr(b) - ndtr(a)
+    pa, pb = norm.pdf(a), norm.pdf(b)
+    d_loc = y / scale + (pb - pa) / (mass * scale)
+    d_scale = (y**2 - 1) / scale + (pb * b - pa * a) / (mass * scale)
+    return d_loc, d_scale
+
+
+def _wrapped_norm_grad(
+    x: np.ndarray, loc: np.ndarray, scale: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """∂/∂loc and ∂/∂scale of ``_wrapped_norm_logpdf``: the images' responsibilities times the
+    derivatives of each normal term."""
+    k = np.arange(-_WRAPS, _WRAPS + 1)
+    y = (x[..., None] + 2 * np.pi * k - loc[..., None]) / scale[..., None]
+    terms = norm.logpdf(y) - np.log(scale[..., None])
+    resp = np.exp(terms - logsumexp(terms, axis=-1, keepdims=True))
+    return (resp * y).sum(-1) / scale, (resp * (y**2 - 1)).sum(-1) / scale
 
 
 class SphericalGaussian(Simulator):
@@ -120,14 +144,15 @@ class SphericalGaussian(Simulator):
         shape = (len(theta), self.manifold_dim)
         return np.full(shape, self.loc), np.full(shape, self.scale)
 
+    def angle_params_grad(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """∂(means)/∂θ and ∂(standard deviations)/∂θ, (m, p) -> ((m, n, p), (m, n, p))."""
+        zeros = np.zeros((len(theta), self.manifold_dim, self.param_dim))
+        return zeros, zeros.copy()
+
     # -- simulation ---------------------------------------------------------------------------
 
-    def sample(
-        self, theta: np.ndarray | None, rng: np.random.Generator | int | None = None
-    ) -> np.ndarray:
-        """Simulate one point per θ row, (m, p) -> (m, n + 1); for unconditional spheres θ is (m, 0)."""
-        rng = np.random.default_rng(rng)
-        theta = self._check_theta(theta)
+    def _sample_angles(self, theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Angles z (m, n) of one point per validated θ row."""
         loc, scale = self.angle_params(theta)
         z = np.empty_like(loc)
         if self.manifold_dim > 1:
@@ -137,6 +162,10 @@ class SphericalGaussian(Simulator):
             )
         azimuth = rng.normal(loc[:, -1], scale[:, -1])
         z[:, -1] = AZIMUTH_HIGH - np.mod(AZIMUTH_HIGH - azimuth, 2 * np.pi)
+        return z
+
+    def _place(self, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The points (m, n + 1) with angles z, scaled by the radial noise when ε > 0."""
         x = self.embed(z)
         if self.epsilon > 0:
             r = truncnorm.rvs(
@@ -150,13 +179,53 @@ class SphericalGaussian(Simulator):
             x = x * r[:, None]
         return x
 
-    def simulate(
-        self, n: int, rng: np.random.Generator | int | None = None
+    def sample(
+        self, theta: np.ndarray | None, rng: np.random.Generator | int | None = None
+    ) -> np.ndarray:
+        """Simulate one point per θ row, (m, p) -> (m, n + 1); for unconditional spheres θ is (m, 0)."""
+        rng = np.random.default_rng(rng)
+        theta = self._check_theta(theta)
+        return self._place(self._sample_angles(theta, rng), rng)
+
+    def sample_with_score(
+        self, theta: np.ndarray | None, rng: np.random.Generator | int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Draw θ ~ prior and x ~ p(x|θ), (theta (n, p), x (n, D)); θ is (n, 0) when unconditional."""
+        """Points (m, n + 1) as ``sample`` draws them and their score ∇θ log p(x|θ) (m, p).
+
+        The angles are functions of x and the radius does not depend on θ, so the joint score is
+        the score of the likelihood (the azimuth's wrapping is summed over exactly, as in the
+        density). (m, 0) for the unconditional spheres.
+        """
+        rng = np.random.default_rng(rng)
+        theta = self._check_theta(theta)
+        z = self._sample_angles(theta, rng)
+        return self._place(z, rng), self.score(z, theta)
+
+    def score(self, z: np.ndarray, theta: np.ndarray | None = None) -> np.ndarray:
+        """∇θ log p(z|θ) of the angles, (m, n), (m, p) -> (m, p): the derivatives of the angle
+        densities with respect to their means and widths, chained with ``angle_params_grad``."""
+        z = check_x(z, self.manifold_dim, "z")
+        theta = self._check_theta(theta, len(z))
+        loc, scale = self.angle_params(theta)
+        d_loc, d_scale = np.empty_like(loc), np.empty_like(loc)
+        d_loc[:, -1], d_scale[:, -1] = _wrapped_norm_grad(z[:, -1], loc[:, -1], scale[:, -1])
+        if self.manifold_dim > 1:
+            d_loc[:, :-1], d_scale[:, :-1] = _truncnorm_grad(
+                z[:, :-1], loc[:, :-1], scale[:, :-1], 0.0, np.pi
+            )
+        j_loc, j_scale = self.angle_params_grad(theta)
+        return np.einsum("ma,map->mp", d_loc, j_loc) + np.einsum("ma,map->mp", d_scale, j_scale)
+
+    def simulate(
+        self, n: int, rng: np.random.Generator | int | None = None, score: bool = False
+    ) -> tuple[np.ndarray, ...]:
+        """Draw θ ~ prior and x ~ p(x|θ), (theta (n, p), x (n, D)); θ is (n, 0) when unconditional.
+        ``score=True`` adds the joint score (n, p) (see ``sample_with_score``)."""
         if self.param_dim > 0:
-            return super().simulate(n, rng)
+            return super().simulate(n, rng, score=score)
         theta = np.zeros((n, 0))
+        if score:
+            return (theta, *self.sample_with_score(theta, rng))
         return theta, self.sample(theta, rng)
 
     # -- densities ----------------------------------------------------------------------------
@@ -279,3 +348,10 @@ class ConditionalSphere(SphericalGaussian):
         loc = np.stack([np.full(len(theta), 0.5 * np.pi), 0.5 * np.pi * (1.0 + phase)], axis=1)
         scale = 0.25 * np.pi * np.stack([1.0 + 0.5 * width, 1.0 - 0.5 * width], axis=1)
         return loc, scale
+
+    def angle_params_grad(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Constant: ∂μ₂/∂θ₁ = π/2, ∂σ₁/∂θ₀ = π/8, ∂σ₂/∂θ₀ = −π/8; ((m, 2, 2), (m, 2, 2))."""
+        d_loc, d_scale = np.zeros((len(theta), 2, 2)), np.zeros((len(theta), 2, 2))
+        d_loc[:, 1, 1] = 0.5 * np.pi
+        d_scale[:, 0, 0], d_scale[:, 1, 0] = 0.125 * np.pi, -0.125 * np.pi
+        return d_loc, d_scale

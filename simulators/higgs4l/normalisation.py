@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,16 @@ import numpy as np
 from mfinfer.files import atomic_write_json
 from simulators.higgs4l import kinematics as kin
 from simulators.higgs4l.amplitude import GAMMA_Z, MH, MZ, SW2, _coeffs, morphing_weights
-from simulators.higgs4l.cuts import CUTS, _lepton_acceptance, _window
+from simulators.higgs4l.cuts import CUTS, _lepton_acceptance, _window, passes_cuts
 from simulators.higgs4l.proposal import PT_SCALE, Y_MAX, Y_SIGMA, _channels, _propose, _sample_boost
 
-__all__ = ["PRIOR_HIGH", "PRIOR_LOW", "compute_normalisation", "load_normalisation"]
+__all__ = [
+    "PRIOR_HIGH",
+    "PRIOR_LOW",
+    "compute_normalisation",
+    "detector_normalisation",
+    "load_normalisation",
+]
 
 #: Prior box of theta = (a2, a3).
 PRIOR_LOW, PRIOR_HIGH = (-2.0, -3.0), (2.0, 3.0)
@@ -163,3 +170,45 @@ def load_normalisation(
     data = compute_normalisation(cuts, n_events=n_events)
     atomic_write_json(data, _user_cache_dir() / name)
     return data
+
+
+def detector_normalisation(
+    smearing: float,
+    smear: Callable[[tuple[np.ndarray, ...], np.random.Generator], tuple[np.ndarray, ...]],
+    n_events: int = 2_000_000,
+    seed: int = 0,
+    chunk: int = 100_000,
+) -> list[list[float]]:
+    """``S'_ij = int W_ij 4 m1 m2 beta p_boost P(pass | z) dz`` for cuts on smeared events: the
+    normalisation of the accepted detector-level sample, whose θ-dependence enters the joint score.
+
+    Monte Carlo over the importance proposal (no mass window: the cuts act on the smeared event),
+    each point smeared once by ``smear(momenta, rng)``. Cached in the user cache under the physics
+    configuration, the smearing, ``n_events`` and ``seed``.
+
+    Returns:
+        ``S'`` as a 3 × 3 nested list.
+    """
+    config = {**_config(False), "detector_cuts": CUTS, "smearing": smearing, "n_events": n_events,
+              "seed": seed}
+    path = _user_cache_dir() / f"higgs4l_norm_detector_{smearing:g}.json"
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            data = {}
+        if data.get("config") == json.loads(json.dumps(config)):
+            return data["S"]
+    rng = np.random.default_rng(seed)
+    total, done = np.zeros(9), 0
+    while done < n_events:
+        m = min(chunk, n_events - done)
+        z, factor = _propose(m, rng, _window(False))
+        ps = kin.momenta_from_chart(*z.T)
+        V = (morphing_weights(*ps) * factor[:, None, None]).reshape(m, 9)
+        acc = passes_cuts(kin.observables(*smear(ps, rng)))
+        total += V[acc].sum(0)
+        done += m
+    S = (total / done).reshape(3, 3).tolist()
+    atomic_write_json({"config": config, "S": S}, path)
+    return S

@@ -19,7 +19,12 @@ from simulators.base import Simulator, check_theta, check_x
 from simulators.higgs4l import kinematics as kin
 from simulators.higgs4l.amplitude import MH, _coeffs, morphing_weights
 from simulators.higgs4l.cuts import _lepton_acceptance, _window, passes_cuts
-from simulators.higgs4l.normalisation import PRIOR_HIGH, PRIOR_LOW, load_normalisation
+from simulators.higgs4l.normalisation import (
+    PRIOR_HIGH,
+    PRIOR_LOW,
+    detector_normalisation,
+    load_normalisation,
+)
 from simulators.higgs4l.proposal import _propose, boost_log_density, phase_space_density
 from simulators.higgs4l.selection import LeptonSelection
 
@@ -63,7 +68,7 @@ class Higgs4l(Simulator):
             float(bound_safety),
         )
         self.prior = BoxUniform(PRIOR_LOW, PRIOR_HIGH)
-        self._norms: dict[bool, dict] = {}
+        self._norms: dict[Any, dict] = {}
         self.n_overflow = 0  # candidates whose weight exceeded the bound (should stay 0)
 
     def __repr__(self) -> str:
@@ -209,6 +214,53 @@ class Higgs4l(Simulator):
             xs[rows], zs[rows] = x, z[cand]
             pending = np.setdiff1d(pending, rows, assume_unique=True)
         return xs, zs
+
+    # -- joint score
+    def sample_with_score(
+        self, theta: np.ndarray, rng: np.random.Generator | int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Events ``(n, 38)`` as :meth:`sample` draws them and their joint score
+        ``t = ∇θ log p(x, z | θ)`` ``(n, 2)``, z the parton-level event (see :meth:`score`)."""
+        theta = check_theta(theta, self.prior)
+        x, z = self.sample_with_chart(theta, rng)
+        return x, self.score(z, theta)
+
+    def score(self, z: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """Joint score of parton-level events with chart ``z`` ``(n, 11)`` at ``theta`` ``(n, 2)``
+        -> ``(n, 2)``, analytic from the morphing structure:
+
+            ∇θ log p = 2 [W c]_{1:} / (cᵀ W c) − 2 [S' c]_{1:} / (cᵀ S' c),   c = (1, a2, a3),
+
+        (the phase space and the boost do not depend on θ). At truth level (``smearing=0``) x is the
+        parton event, so this is ∇θ log p(x|θ), and ``S' = S`` (with or without cuts). The detector
+        smearing does not depend on θ, so at detector level the joint score is that of the parton
+        event, with ``S' = S`` without cuts, and with cuts on the smeared events ``S'`` =
+        :meth:`detector_normalisation` (the θ-dependent acceptance normalises the sample).
+        """
+        z = np.asarray(z, dtype=float)
+        if z.ndim != 2 or z.shape[1] != self.manifold_dim:
+            raise ValueError(f"z: expected shape (n, {self.manifold_dim}), got {z.shape}")
+        c = _coeffs(check_theta(theta, self.prior, len(z)))
+        W = morphing_weights(*kin.momenta_from_chart(*z[:, :8].T))
+        if self.smearing > 0 and self.cuts:
+            S = self.detector_normalisation()
+        else:
+            S = np.asarray(self.normalisation(self.cuts and self.smearing == 0.0)["S"])
+        wc, sc = np.einsum("nij,nj->ni", W, c), c @ S
+        return 2 * wc[:, 1:] / np.einsum("ni,ni->n", c, wc)[:, None] - 2 * sc[:, 1:] / np.einsum(
+            "ni,ni->n", c, sc
+        )[:, None]
+
+    def detector_normalisation(self, n_events: int = 2_000_000, seed: int = 0) -> np.ndarray:
+        """``S'_ij = int W_ij 4 m1 m2 beta p_boost P(smeared event passes the cuts | z) dz``
+        ``(3, 3)``: ``cᵀ S' c`` is the rate of accepted detector-level events (``smearing > 0``,
+        ``cuts=True``). Monte Carlo over the importance proposal with one smearing per point;
+        computed on first use (about a minute) and kept in memory and in the user cache
+        (``$XDG_CACHE_HOME/mfinfer/``)."""
+        key = ("detector", self.smearing)
+        if key not in self._norms:
+            self._norms[key] = {"S": detector_normalisation(self.smearing, self._smear, n_events, seed)}
+        return np.asarray(self._norms[key]["S"])
 
     def _smear(
         self, ps: tuple[np.ndarray, ...], rng: np.random.Generator
