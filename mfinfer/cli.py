@@ -46,9 +46,9 @@ def _run(config: RunConfig, seed: int, args: argparse.Namespace):
 
 
 def _simulator(cfg: RunConfig) -> Any:
-    from mfinfer.registry import get_simulator
+    from mfinfer.registry import SimulatorSpec
 
-    return get_simulator(cfg.simulator["name"], **cfg.simulator.get("options", {}))
+    return SimulatorSpec.from_dict(cfg.simulator).build()
 
 
 def cmd_run(args: argparse.Namespace) -> None:

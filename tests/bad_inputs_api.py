@@ -96,8 +96,8 @@ CASES: list[Case] = [
     ("train-lr-negative", lambda p: TrainConfig(lr=-1.0), ValueError, "lr"),
     ("train-m-phase-on-af", lambda p: train(_af(), *_power_data()[::-1], config=TrainConfig(
         schedule="sequential", epochs=2, progress=False)), ConfigError, "manifold"),
-    ("train-validation-fraction", lambda p: train(_af(), *_power_data()[::-1], config=TrainConfig(
-        validation_fraction=1.5, epochs=1, progress=False)), InputError, "validation_fraction"),
+    ("train-validation-fraction", lambda p: TrainConfig(validation_fraction=1.5), ConfigError,
+     "validation_fraction: expected a finite number >= 0 and < 1, got 1.5"),
     # ------------------------------------------------------------------ estimator and likelihoods
     ("estimator-dim-mismatch", lambda p: LikelihoodEstimator(_af(), BoxUniform((0, 0), (1, 1))),
      ValueError, "param_dim"),

@@ -33,7 +33,7 @@ from mfinfer.files import atomic_write_json
 from mfinfer.inference import LogPosterior, ModelLikelihood, Posterior, SimulatorLikelihood
 from mfinfer.models import Flow, load_model
 from mfinfer.pipeline import SEED_STAGES
-from mfinfer.registry import get_simulator
+from mfinfer.registry import SimulatorSpec
 
 __all__ = ["RECORD_VERSION", "SEED_STAGE", "ObservationTask", "Source", "run_observation"]
 
@@ -101,7 +101,7 @@ def _simulator(spec: dict[str, Any]) -> Any:
     text = json.dumps(spec, sort_keys=True)
     with _lock:
         if text not in _simulators:
-            _simulators[text] = get_simulator(spec["name"], **spec.get("options", {}))
+            _simulators[text] = SimulatorSpec.from_dict(spec).build()
         return _simulators[text]
 
 

@@ -81,10 +81,9 @@ def read_records(task: ObservationTask, source: Source, n: int) -> Records:
 
 
 def _labels(campaign: Campaign, p: int) -> list[str]:
-    from mfinfer.registry import get_simulator
+    from mfinfer.registry import SimulatorSpec
 
-    spec = campaign.simulator
-    names = getattr(get_simulator(spec["name"], **spec.get("options", {})), "param_names", None)
+    names = getattr(SimulatorSpec.from_dict(campaign.simulator).build(), "param_names", None)
     return [str(v) for v in names] if names and len(names) == p else [f"theta_{i}" for i in range(p)]
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -28,10 +28,12 @@ from torch import Tensor, nn
 from mfinfer._validation import as_model_input, broadcast_rows, check_count
 from mfinfer.errors import InputError
 
-if TYPE_CHECKING:
-    from mfinfer.training.phases import Schedule
+__all__ = ["SCHEDULES", "Flow", "Schedule", "standard_normal_log_prob"]
 
-__all__ = ["Flow", "standard_normal_log_prob"]
+#: The training schedules (what each one trains: :mod:`mfinfer.training.phases`). A model names its
+#: default here, so the type lives with the models and the trainer imports it from them.
+Schedule = Literal["nll", "pie", "sequential", "alternating", "simultaneous", "fom"]
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
 
 
 def standard_normal_log_prob(z: Tensor) -> Tensor:
@@ -50,7 +52,7 @@ class Flow(nn.Module):
     data_dim: int
     param_dim: int
     config: dict
-    #: the training schedule used when none is given (see ``mfinfer.training.SCHEDULES``).
+    #: the training schedule used when none is given (one of ``SCHEDULES``).
     default_schedule: ClassVar[Schedule] = "nll"
     #: whether the model has encode/decode/project (an injective flow).
     has_manifold: ClassVar[bool] = False

@@ -71,9 +71,9 @@ class FOMFlow(InjectiveFlow):
             if not spec:
                 raise InputError("chart: this FOMFlow was saved with a chart that was not built by "
                                  "mfinfer.get_simulator; pass chart=... to load_model")
-            from mfinfer.registry import get_simulator
+            from mfinfer.registry import SimulatorSpec
 
-            chart = get_simulator(spec["name"], **spec.get("options", {}))
+            chart = SimulatorSpec.from_dict(spec, "chart").build("chart")
         return cls(chart, **config)
 
     def _encode(self, x: Tensor, theta: Tensor | None) -> Tensor:

@@ -8,19 +8,16 @@ conditional flow h: u -> z on R^d with base N(0, I). Its manifold density at the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from nflows.nn.nets import ResidualNet
 from torch import Tensor, nn
 
 from mfinfer.errors import InputError
-from mfinfer.models.base import Flow, standard_normal_log_prob
+from mfinfer.models.base import Flow, Schedule, standard_normal_log_prob
 from mfinfer.models.jacobian import jacobian, log_det_jtj
 from mfinfer.models.transforms import Standardize, check_arch, flow_transform
-
-if TYPE_CHECKING:
-    from mfinfer.training.phases import Schedule
 
 __all__ = ["InjectiveFlow", "ManifoldFlow"]
 

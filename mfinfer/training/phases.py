@@ -32,11 +32,9 @@ from torch import Tensor, nn
 
 from mfinfer.errors import ConfigError
 from mfinfer.models import Flow
+from mfinfer.models.base import SCHEDULES, Schedule
 
 __all__ = ["PHASES", "SCHEDULES", "Phase", "Schedule", "segments"]
-
-Schedule = Literal["nll", "pie", "sequential", "alternating", "simultaneous", "fom"]
-SCHEDULES: tuple[str, ...] = ("nll", "pie", "sequential", "alternating", "simultaneous", "fom")
 
 Loss = Callable[..., Tensor]
 
@@ -118,13 +116,20 @@ PHASES: dict[str, Phase] = {
 }
 
 
+#: The phases of each schedule but ``sequential`` (which splits its epochs between M and D).
+_PHASES_OF: dict[str, tuple[str, ...]] = {"nll": ("nll",), "pie": ("pie",), "alternating": ("M", "D"),
+                                          "simultaneous": ("S",), "fom": ("D",)}
+
+
 def segments(schedule: Schedule, epochs: int) -> list[tuple[tuple[str, ...], int]]:
-    """The (phases, epochs) segments of a schedule."""
+    """The (phases, epochs) segments of a schedule (one of ``SCHEDULES``, as ``TrainConfig``
+    checks it).
+
+    Example:
+        >>> segments("sequential", 5)
+        [(('M',), 2), (('D',), 3)]
+    """
     if schedule == "sequential":
         m = max(1, epochs // 2)
         return [(("M",), m), (("D",), max(1, epochs - m))]
-    table = {"nll": ("nll",), "pie": ("pie",), "alternating": ("M", "D"), "simultaneous": ("S",),
-             "fom": ("D",)}
-    if schedule not in table:
-        raise ConfigError(f"schedule: must be one of {SCHEDULES}, got {schedule!r}")
-    return [(table[schedule], epochs)]
+    return [(_PHASES_OF[schedule], epochs)]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,55 +36,72 @@ from mfinfer.caching import array_digest, canonical
 from mfinfer.errors import ConfigError, CorruptFileError, NonFiniteLossError
 from mfinfer.files import atomic_write_json, atomic_write_pair, open_pair, read_json, torch_load_tensors
 from mfinfer.models import Flow
+from mfinfer.models.base import Schedule
+from mfinfer.schema import check_fields
 from mfinfer.training.data import check_training_data, normalised_weights, split
-from mfinfer.training.phases import PHASES, SCHEDULES, Schedule, segments
+from mfinfer.training.phases import PHASES, segments
 from mfinfer.utils import progress_bar, resolve_device
 
 __all__ = ["NonFiniteLossError", "TrainConfig", "train"]
 
+#: TrainConfig fields that do not change the trained weights (left out of a run's identity).
+_NOT_IDENTITY = ("progress", "device")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training settings (defaults from the paper's toy experiments).
+    """Training settings (defaults from the paper's toy experiments), checked when built.
+
+    Each field carries its allowed range in its metadata (``min``, ``gt``, ``lt``, as in
+    :mod:`mfinfer.schema`); ``__post_init__`` checks every field against its annotation and that
+    range, so a new setting is one line here. A bad value raises ``ConfigError`` (a ``ValueError``)
+    naming the field, the allowed range and the value got.
 
     Attributes:
         schedule: one of ``SCHEDULES``; None picks the model's default.
-        epochs: total epochs (split between M and D for ``sequential``).
+        epochs: total epochs (split between M and D for ``sequential``), >= 1.
         batch_size, lr, weight_decay: AdamW settings; the learning rate follows a cosine schedule.
-        clip_grad: maximal gradient norm.
-        validation_fraction: held-out share for early stopping.
-        patience: epochs without validation improvement before a segment stops (None: never).
+        clip_grad: maximal gradient norm, > 0.
+        validation_fraction: held-out share for early stopping, in [0, 1) (0: no validation split,
+            the last epoch's weights are kept).
+        patience: epochs without validation improvement before a segment stops (None: never), >= 1.
         mse_weight: weight of the reconstruction MSE in the M and S phases (the MSE is taken in
-            standardised coordinates, so GeV-scale and angle columns count alike).
+            standardised coordinates, so GeV-scale and angle columns count alike), >= 0.
         standardize: fit the model's fixed input standardisation (mean, std per column) to the
             training data first; False keeps the identity (data already of order one).
-        seed: seeds the split and the batch order.
+        seed: seeds the split and the batch order, >= 0.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
         progress: show progress bars (only when stderr is a terminal: quiet in logs).
+
+    Example:
+        >>> TrainConfig(epochs=2).epochs
+        2
+        >>> TrainConfig(mse_weight=-5.0)
+        Traceback (most recent call last):
+        ...
+        mfinfer.errors.ConfigError: TrainConfig.mse_weight: expected a finite number >= 0, got -5.0
     """
 
     schedule: Schedule | None = None
-    epochs: int = 50
-    batch_size: int = 100
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    clip_grad: float = 5.0
-    validation_fraction: float = 0.25
-    patience: int | None = 10
-    mse_weight: float = 1000.0
+    epochs: int = field(default=50, metadata={"min": 1})
+    batch_size: int = field(default=100, metadata={"min": 1})
+    lr: float = field(default=1e-3, metadata={"gt": 0})
+    weight_decay: float = field(default=1e-5, metadata={"min": 0})
+    clip_grad: float = field(default=5.0, metadata={"gt": 0})
+    validation_fraction: float = field(default=0.25, metadata={"min": 0, "lt": 1})
+    patience: int | None = field(default=10, metadata={"min": 1})
+    mse_weight: float = field(default=1000.0, metadata={"min": 0})
     standardize: bool = True
-    seed: int = 0
+    seed: int = field(default=0, metadata={"min": 0})
     device: str = "auto"
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.schedule is not None and self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule: must be one of {SCHEDULES}, got {self.schedule!r}")
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"lr: expected > 0, got {self.lr}")
+        check_fields(self, "TrainConfig")  # types, ranges and the schedule's choices
+
+    def identity(self) -> dict[str, Any]:
+        """The fields the trained weights depend on: all but ``progress`` and ``device``."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_IDENTITY}
 
 
 def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[Tensor]:
@@ -182,18 +199,13 @@ def train(
     return state["history"]
 
 
-#: TrainConfig fields that do not change the trained weights (left out of a run's identity).
-_NOT_IDENTITY = ("progress", "device")
-
-
 def _identity(model: Flow, cfg: TrainConfig, schedule: str, n_train: int, data_sha256: str,
               weights_sha256: str | None = None) -> dict:
     """What a checkpoint's weights depend on, as ``train_config.json`` records it: every TrainConfig
     field but ``progress`` and ``device``, the schedule, the model (class and config) and the
     training data (size and SHA-256 of the float64 bytes of x and θ, and of the event weights;
     None without weights, as a record from before weights existed reads)."""
-    fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_IDENTITY}
-    return canonical({**fields, "schedule": schedule, "model": {"kind": type(model).__name__,
+    return canonical({**cfg.identity(), "schedule": schedule, "model": {"kind": type(model).__name__,
                                                                 "config": model.config},
                       "n_train": n_train, "data_sha256": data_sha256, "weights_sha256": weights_sha256})
 
