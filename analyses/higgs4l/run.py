@@ -1,16 +1,20 @@
 """H -> ZZ* -> 2e2mu: AF vs M-flow posteriors for (a2, a3) against the exact posterior.
 
-Usage (from the repository root)::
+Usage (from the repository root; ``python analyses/higgs4l/run.py ...`` does the same)::
 
-    python analyses/higgs4l/run.py [--config analyses/higgs4l/config.yaml] [--threads 1]
-    python analyses/higgs4l/run.py --table-only      # rebuild results.md from the run directory
+    python -m analyses.higgs4l.run [--config analyses/higgs4l/config.yaml] [--threads 1]
+    python -m analyses.higgs4l.run --table-only   # rebuild results.md from the run directory
+    python -m analyses.higgs4l.run --quick        # analyses/higgs4l/quick.yaml (runs/higgs4l-quick,
+                                                  # a few minutes), its table in that directory
 
 The config is run through ``mfinfer.pipeline.run_all`` (simulate -> train -> infer -> evaluate;
 stages already done are skipped, so an interrupted run resumes). Then ``results.md`` is written next
 to this script from ``<output_dir>/<name>/seed_*/metrics.json``: one table per true point (C2ST,
 MMD², log p̂(θ*) of every model, and the truth's log p̂(θ*)), the per-model manifold metrics, the
 target check (the M-flow's C2ST below the AF's on at least 2 of the 3 points), the stage wall
-times from each seed's ``timings.json`` and the command that produced it. Metrics, their titles and
+times from each seed's ``timings.json`` and the command that produced it. ``--table-only`` writes
+nothing unless every configured seed has finished: it names the missing runs and the commands that
+make them (exit status 2). The quick run never writes next to this file. Metrics, their titles and
 aggregates come from ``mfinfer.evaluation``. The table logic is in :func:`results_table`, which the
 notebook reuses.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -27,17 +32,18 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
+from mfinfer.evaluation import report
+from mfinfer.evaluation.registry import Metric, metric, resolve_options, select
+from mfinfer.files import atomic_write_json
 
-from mfinfer.evaluation import report  # noqa: E402 - after the repository root is on the path
-from mfinfer.evaluation.registry import Metric, metric, resolve_options, select  # noqa: E402
-from mfinfer.files import atomic_write_json  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 __all__ = ["collect", "main", "results_table", "stage_times", "target_check"]
 
 DEFAULT_CONFIG = "analyses/higgs4l/config.yaml"
+#: ``--quick``: the same analysis reduced to a few minutes (its own run directory).
+QUICK_CONFIG = "analyses/higgs4l/quick.yaml"
+COMMAND = "python -m analyses.higgs4l.run"
 #: Model names compared by the target (``config.yaml``): the baseline and the M-flow(s).
 BASELINE = "AF"
 MFLOW_PREFIX = "M-flow"
@@ -63,7 +69,7 @@ def collect(run_root: str | Path) -> dict[int, dict]:
     Raises:
         FileNotFoundError: when no ``seed_*/metrics.json`` exists.
     """
-    return report.collect(run_root, command="python analyses/higgs4l/run.py")
+    return report.collect(run_root, command=COMMAND)
 
 
 def _fmt(values: list[float], mt: Metric) -> str:
@@ -237,39 +243,63 @@ def results_table(run_root: str | Path, command: str | None = None, wall: dict |
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the config (unless ``--table-only``), then write its table; returns the exit status."""
+    from analyses.common import QUICK_NOTE, MissingRuns, missing_seeds, refuse
+    from mfinfer.config import load_config
+    from mfinfer.pipeline import run_all
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=DEFAULT_CONFIG)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--config", help=f"the run config (default: {DEFAULT_CONFIG})")
+    which.add_argument("--quick", action="store_true",
+                       help=f"run {QUICK_CONFIG} instead (a few minutes); its table goes to its run "
+                            "directory")
     parser.add_argument("--output-dir", help="override the config's output_dir")
     parser.add_argument("--threads", type=int, help="override the config's torch threads")
     parser.add_argument("--workers", type=int, default=1, help="seeds in parallel (dask workers)")
-    parser.add_argument("--out", default=str(HERE / "results.md"), help="where to write the table")
+    parser.add_argument("--out", help="where to write the table (default: results.md next to this "
+                                      "file; --quick: results.md in the run directory)")
     parser.add_argument("--table-only", action="store_true", help="only rebuild results.md")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
-    from mfinfer.config import load_config
-    from mfinfer.pipeline import run_all
-
-    cfg = load_config(args.config)
+    config = args.config or (QUICK_CONFIG if args.quick else DEFAULT_CONFIG)
+    cfg = load_config(config)
     changes = {k: v for k, v in (("output_dir", args.output_dir), ("threads", args.threads)) if v}
     cfg = replace(cfg, **changes) if changes else cfg
     run_root = Path(cfg.output_dir) / cfg.name
+    out = Path(args.out) if args.out else (run_root / "results.md" if args.quick
+                                           else HERE / "results.md")
     wall_path = run_root / "wall_time.json"
-    if not args.table_only:
+    if args.table_only:
+        missing = missing_seeds(run_root, cfg.seeds)
+        if missing:
+            again = COMMAND + (" --quick" if args.quick else
+                               f" --config {shlex.quote(config)}" if args.config else "")
+            commands = [again] + ([] if args.quick or args.config else [f"{COMMAND} --quick"])
+            return refuse(MissingRuns("analyses/higgs4l", missing, commands))
+    else:
         t0 = time.perf_counter()
         run_all(cfg, workers=args.workers, progress=not args.quiet)
         seconds = time.perf_counter() - t0
         given = sys.argv[1:] if argv is None else list(argv)
-        command = shlex.join(["python", "analyses/higgs4l/run.py", *given])
+        command = shlex.join([*COMMAND.split(), *given])
         note = "stages already done in the run directory are skipped"
         atomic_write_json({"seconds": seconds, "command": command, "note": note}, wall_path)
     wall = json.loads(wall_path.read_text()) if wall_path.is_file() else None
     text = results_table(run_root, command=(wall or {}).get("command"), wall=wall)
-    text = report.write_results(args.out, text)
+    if args.quick:
+        head, _, rest = text.partition("\n\n")
+        text = f"{head}\n\n**Quick run** (`{config}`): {QUICK_NOTE}.\n\n{rest}"
+    text = report.write_results(out, text)
     print(text)
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
     return 0
 
 
 if __name__ == "__main__":
+    if not __package__:  # `python analyses/higgs4l/run.py`: rerun as the module, from the repository root
+        if not Path("analyses/higgs4l/run.py").is_file():
+            sys.exit(f"error: run from the repository root: {COMMAND}")
+        os.execv(sys.executable, [sys.executable, "-m", "analyses.higgs4l.run", *sys.argv[1:]])
     sys.exit(main())

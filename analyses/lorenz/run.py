@@ -1,10 +1,16 @@
 """Lorenz-63: M-flows with θ-dependent and θ-independent manifolds, an AF and sbi's NLE on (σ, ρ, β).
 
-Usage (from the repository root)::
+Usage (from the repository root; ``python analyses/lorenz/run.py ...`` does the same)::
 
-    python analyses/lorenz/run.py                      # every stage, then results.md
-    python analyses/lorenz/run.py --stage calibrate    # one stage (those before it must have run)
-    python analyses/lorenz/run.py --table-only         # rebuild results.md and the figures
+    python -m analyses.lorenz.run                      # every stage, then results.md
+    python -m analyses.lorenz.run --stage calibrate    # one stage (those before it must have run)
+    python -m analyses.lorenz.run --table-only         # rebuild results.md and the figures
+    python -m analyses.lorenz.run --quick              # quick.yaml: pipeline + table of the points
+                                                       # variant in runs/lorenz-quick (a few minutes)
+
+``--table-only`` never writes less than the results it would replace: when a run directory that
+the existing ``results.json`` drew on is missing (a fresh clone has none), it writes nothing, names
+what is missing and the command that makes it, and exits with status 2.
 
 Stages, in order; each keeps what it finished in the run directories, so a killed run resumes
 (an item is redone only when its inputs changed: settings, data, model weights):
@@ -47,21 +53,23 @@ reuses them) and ``figures``; this file is the command line and re-exports their
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-if str(ROOT) not in sys.path:  # mfinfer and this folder's modules, however this file is loaded
-    sys.path.insert(0, str(ROOT))
+if __name__ == "__main__" and not __package__:  # `python analyses/lorenz/run.py`: run as the module
+    if not Path("analyses/lorenz/run.py").is_file():
+        sys.exit("error: run from the repository root: python -m analyses.lorenz.run")
+    os.execv(sys.executable, [sys.executable, "-m", "analyses.lorenz.run", *sys.argv[1:]])
 
-import torch  # noqa: E402
+import torch
 
-from analyses.lorenz.calibration import ABLATION, stage_ablation, stage_calibrate  # noqa: E402
-from analyses.lorenz.estimators import (  # noqa: E402
+from analyses.common import QUICK_NOTE, MissingRuns, lost_parts, refuse
+from analyses.lorenz.calibration import ABLATION, stage_ablation, stage_calibrate
+from analyses.lorenz.estimators import (
     NLELikelihood,
     OffManifoldLikelihood,
     Sampled,
@@ -70,10 +78,10 @@ from analyses.lorenz.estimators import (  # noqa: E402
     nle_posterior,
     nn_distance,
 )
-from analyses.lorenz.extras import stage_extras, stage_sbi  # noqa: E402
-from analyses.lorenz.figures import figures, plot_calibration, plot_unconditional  # noqa: E402
-from analyses.lorenz.report import collect, results_table, target_check  # noqa: E402
-from analyses.lorenz.settings import (  # noqa: E402
+from analyses.lorenz.extras import stage_extras, stage_sbi
+from analyses.lorenz.figures import figures, plot_calibration, plot_unconditional
+from analyses.lorenz.report import collect, results_table, target_check
+from analyses.lorenz.settings import (
     CALIBRATION,
     CLASSIC,
     LYAPUNOV,
@@ -84,49 +92,105 @@ from analyses.lorenz.settings import (  # noqa: E402
     VARIANTS,
     variant_configs,
 )
-from analyses.lorenz.unconditional import stage_unconditional  # noqa: E402
-from mfinfer.config import load_config  # noqa: E402
-from mfinfer.evaluation.report import write_results  # noqa: E402
-from mfinfer.files import atomic_write_json  # noqa: E402
+from analyses.lorenz.unconditional import stage_unconditional
+from mfinfer.config import load_config
+from mfinfer.evaluation.report import write_results
+from mfinfer.files import atomic_write_json, read_json
 
 __all__ = ["ABLATION", "CALIBRATION", "CLASSIC", "LYAPUNOV", "NLE", "PARAMS", "SBI_MCMC_POINTS",
            "STAGES", "UNCONDITIONAL", "VARIANTS", "NLELikelihood", "OffManifoldLikelihood",
-           "Sampled", "collect", "coverage", "figures", "load_config", "main", "model_posterior",
+           "Sampled", "collect", "coverage", "figures", "load_config", "main", "missing_runs",
+           "model_posterior",
            "nle_posterior", "nn_distance", "plot_calibration", "plot_unconditional",
            "results_table", "stage_ablation", "stage_calibrate", "stage_extras", "stage_sbi",
            "stage_unconditional", "target_check", "variant_configs"]
 
+HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = "analyses/lorenz/config.yaml"
+#: ``--quick``: the points variant reduced to a few minutes, in its own run directory.
+QUICK_CONFIG = "analyses/lorenz/quick.yaml"
+QUICK_STAGES = ("pipeline", "table")
+COMMAND = "python -m analyses.lorenz.run"
 STAGES = ("unconditional", "pipeline", "sbi", "extras", "calibrate", "ablation", "table")
+
+
+def missing_runs(old: dict, new: dict, calibrate: list[str]) -> MissingRuns | None:
+    """What rebuilding ``old`` (an existing ``results.json``) as ``new`` would lose, with the
+    command that makes the missing run directories; None when nothing is lost.
+
+    Every part of ``results.json`` comes from one stage: ``unconditional``, a variant's entry
+    (``pipeline``), its ``nle`` (``sbi``), ``extras``, ``calibration`` (``calibrate``) and
+    ``ablation``.
+    """
+    if not new["variants"] and not old.get("variants"):
+        old = {"variants": {v: {} for v in VARIANTS}, "unconditional": {}}
+    lost = lost_parts(old, new)
+    if not lost:
+        return None
+    part_stage = {"nle": "sbi", "extras": "extras", "calibration": "calibrate",
+                  "ablation": "ablation"}
+    stages, variants, cal = set(), set(), set()
+    for part in lost:
+        keys = part.split("/")
+        if keys[0] == "unconditional":
+            stages.add("unconditional")
+        elif keys[0] == "variants" and len(keys) > 1:
+            variants.add(keys[1])
+            stage = part_stage.get(keys[2], "pipeline") if len(keys) > 2 else "pipeline"
+            stages.add(stage)
+            if stage in ("calibrate", "ablation"):
+                cal.add(keys[1])
+    if not variants:  # unconditional alone
+        variants = {"points"}
+    if stages & {"pipeline"}:  # a run directory is missing: every later stage of it too
+        stages |= {"sbi", "extras"} | ({"calibrate", "ablation"} if cal or
+                                       variants & set(calibrate) else set())
+    ordered = [st for st in STAGES if st in stages] + ["table"]
+    command = COMMAND + "".join(f" --stage {st}" for st in ordered)
+    command += " --variants " + " ".join(v for v in VARIANTS if v in variants)
+    if cal - set(CALIBRATION["variants"]):
+        command += " --calibrate " + " ".join(v for v in VARIANTS if v in cal)
+    full = len(lost) > 1 and not new["variants"]
+    commands = [f"{COMMAND} (every stage, ~2 h)", f"{COMMAND} --quick"] if full else [command]
+    return MissingRuns("analyses/lorenz", lost, commands)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen stages (default: all) for the chosen variants; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=DEFAULT_CONFIG)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--config", help=f"the run config (default: {DEFAULT_CONFIG})")
+    which.add_argument("--quick", action="store_true",
+                       help=f"{QUICK_CONFIG}: stages {QUICK_STAGES} of the points variant, results "
+                            "in its run directory (a few minutes)")
     parser.add_argument("--output-dir", help="override the config's output_dir")
     parser.add_argument("--stage", choices=STAGES, action="append",
                         help="run only these stages (repeatable); default: all")
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS),
+                        help="default: all (--quick: points)")
     parser.add_argument("--calibration-obs", type=int, help="override CALIBRATION['n_obs']")
     parser.add_argument("--calibrate", nargs="+", choices=list(VARIANTS),
                         default=list(CALIBRATION["variants"]),
                         help="variants to calibrate (default: %(default)s)")
-    parser.add_argument("--out", default=str(HERE), help="folder for results.md and figures")
+    parser.add_argument("--out", help="folder for results.md and figures (default: this folder; "
+                                      "--quick: the quick run directory)")
     parser.add_argument("--table-only", action="store_true", help="only the 'table' stage")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
     from mfinfer.pipeline import run_all
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config or (QUICK_CONFIG if args.quick else DEFAULT_CONFIG))
     if args.output_dir:
         cfg = replace(cfg, output_dir=args.output_dir)
     torch.set_num_threads(cfg.threads)
-    cfgs = {k: v for k, v in variant_configs(cfg).items() if k in args.variants}
-    stages = ["table"] if args.table_only else (args.stage or list(STAGES))
+    variants = args.variants or (["points"] if args.quick else list(VARIANTS))
+    cfgs = {k: v for k, v in variant_configs(cfg).items() if k in variants}
+    stages = ["table"] if args.table_only else (
+        args.stage or list(QUICK_STAGES if args.quick else STAGES))
     uncond_root = Path(cfg.output_dir) / f"{cfg.name}-unconditional"
-    out_dir = Path(args.out)
+    out_dir = Path(args.out) if args.out else (
+        Path(cfg.output_dir) / cfg.name if args.quick else HERE)
     for stage in STAGES:
         if stage not in stages:
             continue
@@ -152,12 +216,21 @@ def main(argv: list[str] | None = None) -> int:
                     stage_calibrate(c, variant, args.calibration_obs)
         else:
             results = collect(cfgs, uncond_root)
+            old_path = out_dir / "results.json"
+            old = read_json(old_path) if old_path.is_file() else {"variants": {}}
+            missing = missing_runs(old, results, args.calibrate)
+            if missing is not None:
+                return refuse(missing)
             given = sys.argv[1:] if argv is None else list(argv)
-            command = shlex.join(["python", "analyses/lorenz/run.py", *given])
+            command = shlex.join([*COMMAND.split(), *given])
             out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(results, out_dir / "results.json")
             figures(results, cfgs, uncond_root, out_dir)
-            write_results(out_dir / "results.md", results_table(results, command))
+            text = results_table(results, command)
+            if args.quick:
+                head, _, rest = text.partition("\n\n")
+                text = f"{head}\n\n**Quick run** (`{QUICK_CONFIG}`): {QUICK_NOTE}.\n\n{rest}"
+            write_results(out_dir / "results.md", text)
         print(f"[lorenz] stage {stage}: {time.perf_counter() - t0:.0f} s", flush=True)
     return 0
 

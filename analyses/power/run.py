@@ -1,13 +1,17 @@
 """The paper's power experiment: run the config, then write ``results.md`` (ours vs the paper).
 
-Usage (from the repository root)::
+Usage (from the repository root; ``python analyses/power/run.py ...`` does the same)::
 
-    python analyses/power/run.py [--config analyses/power/config.yaml] [--workers 2]
-    python analyses/power/run.py --table-only      # rebuild results.md from the run directories
+    python -m analyses.power.run [--config analyses/power/config.yaml] [--workers 2]
+    python -m analyses.power.run --table-only   # rebuild results.md from the run directories
+    python -m analyses.power.run --quick        # analyses/power/demo.yaml (runs/power-demo) and
+                                                # its table in runs/power-demo/results.md
 
 Stages that are already done are skipped (``mfinfer.pipeline.run_all`` resumes), so running the
 script after ``mfinfer run analyses/power/config.yaml`` only rebuilds the summary and the table.
-The table logic is in :func:`results_table`, which the notebook reuses.
+``--table-only`` writes nothing unless every configured seed has finished: it names the missing
+runs and the commands that make them (exit status 2). The quick run never writes next to this
+file. The table logic is in :func:`results_table`, which the notebook reuses.
 
 Reference: Brehmer & Cranmer, "Flows for simultaneous manifold learning and density estimation",
 arXiv:2003.13913, power experiment (numbers from ``/work/shared/reference/mflow-paper.md``).
@@ -16,6 +20,7 @@ arXiv:2003.13913, power experiment (numbers from ``/work/shared/reference/mflow-
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -70,6 +75,9 @@ MEFLOWS = ("Me-flow (M/D sequential)", "Me-flow (M/D alternating)")  # shown, no
 
 DASH = "–"
 DEFAULT_CONFIG = "analyses/power/config.yaml"
+#: ``--quick``: the reduced experiment of ``make demo`` (AF vs M-flow, 20k events, one seed).
+QUICK_CONFIG = "analyses/power/demo.yaml"
+COMMAND = "python -m analyses.power.run"
 
 
 def collect(run_root: str | Path) -> dict[str, dict[str, dict[int, float]]]:
@@ -218,46 +226,69 @@ def _display_path(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=DEFAULT_CONFIG)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--table-only", action="store_true",
-                        help="only rebuild results.md from the existing run directories")
-    parser.add_argument("--out", default=str(HERE / "results.md"), help="where to write the table")
-    args = parser.parse_args(argv)
-
+    """Run the config (unless ``--table-only``), then write its table; returns the exit status."""
+    from analyses.common import QUICK_NOTE, MissingRuns, missing_seeds, refuse
     from mfinfer.config import load_config
 
-    cfg = load_config(args.config)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--config", help=f"the run config (default: {DEFAULT_CONFIG})")
+    which.add_argument("--quick", action="store_true",
+                       help=f"run {QUICK_CONFIG} instead (a few minutes); its table goes to its run "
+                            "directory")
+    parser.add_argument("--workers", type=int, help="seeds in parallel (default: 2; --quick: 1)")
+    parser.add_argument("--table-only", action="store_true",
+                        help="only rebuild the table from the finished run directories")
+    parser.add_argument("--out", help="where to write the table (default: results.md next to this "
+                                      "file; --quick: results.md in the run directory)")
+    args = parser.parse_args(argv)
+
+    config = args.config or (QUICK_CONFIG if args.quick else DEFAULT_CONFIG)
+    workers = args.workers or (1 if args.quick else 2)
+    cfg = load_config(config)
     run_root = Path(cfg.output_dir) / cfg.name
-    if not args.table_only:
+    out = Path(args.out) if args.out else (run_root / "results.md" if args.quick
+                                           else HERE / "results.md")
+    if args.table_only:
+        missing = missing_seeds(run_root, cfg.seeds)
+        if missing:
+            again = f"{COMMAND} --quick" if args.quick else (
+                f"{COMMAND} --config {shlex.quote(config)} --workers {workers}"
+                if args.config else f"{COMMAND} --workers {workers}")
+            commands = [again] + ([] if args.quick or args.config else [f"{COMMAND} --quick"])
+            return refuse(MissingRuns("analyses/power", missing, commands))
+    else:
         from mfinfer.pipeline import run_all
 
-        run_all(cfg, workers=args.workers, progress=args.workers <= 1)
-    command = (f"python analyses/power/run.py --config {shlex.quote(args.config)} "
-               f"--workers {args.workers}")
-    title = (f"# Power experiment: ours vs the paper\n\nConfig: `{args.config}` "
+        run_all(cfg, workers=workers, progress=workers <= 1)
+    opts = " --quick" if args.quick else f" --config {shlex.quote(config)}" if args.config else ""
+    command = f"{COMMAND}{opts} --workers {workers}"
+    title = (f"# Power experiment: ours vs the paper\n\nConfig: `{config}` "
              f"({cfg.n_train} training events; {len(cfg.seeds)} seed(s) configured: "
              f"{list(cfg.seeds)}).\n\n")
-    notes = [ln.lstrip("# ").strip() for ln in Path(args.config).read_text().splitlines()
+    if args.quick:
+        title += f"**Quick run**: {QUICK_NOTE}.\n\n"
+    notes = [ln.lstrip("# ").strip() for ln in Path(config).read_text().splitlines()
              if ln.startswith("# Differences")]
     if notes:
         title += "".join(f"{n}\n\n" for n in notes)
     done = sorted(report.seed_of(p.parent) for p in run_root.glob(f"seed_*/{report.METRICS_FILE}"))
-    missing = [s for s in cfg.seeds if s not in done]
-    if missing:
-        title += (f"**Partial results**: seeds {missing} have not finished; the table below is "
+    missing_now = [s for s in cfg.seeds if s not in done]
+    if missing_now:
+        title += (f"**Partial results**: seeds {missing_now} have not finished; the table below is "
                   "over the finished seeds only. Rerun the command below to complete them.\n\n")
     text = title + results_table(run_root, command) + "\n"
-    config_opt = "" if args.config == DEFAULT_CONFIG else f" --config {shlex.quote(args.config)}"
-    text += (f"\nEquivalently: `mfinfer run {shlex.quote(args.config)} --workers {args.workers}`, "
-             f"then `python analyses/power/run.py{config_opt} --table-only` to rebuild this "
-             "file.\n")
-    text = report.write_results(args.out, text)
+    text += (f"\nEquivalently: `mfinfer run {shlex.quote(config)} --workers {workers}`, "
+             f"then `{COMMAND}{opts} --table-only` to rebuild this file.\n")
+    text = report.write_results(out, text)
     print(text)
-    print(f"wrote {args.out}", file=sys.stderr)
+    print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
+    if not __package__:  # `python analyses/power/run.py`: rerun as the module, from the repository root
+        if not Path("analyses/power/run.py").is_file():
+            sys.exit(f"error: run from the repository root: {COMMAND}")
+        os.execv(sys.executable, [sys.executable, "-m", "analyses.power.run", *sys.argv[1:]])
     sys.exit(main())

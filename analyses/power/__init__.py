@@ -1,0 +1,1 @@
+"""The paper's power experiment (``python -m analyses.power.run``)."""
