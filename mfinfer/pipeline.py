@@ -1,22 +1,25 @@
 """The experiment pipeline behind ``mfinfer run``: simulate -> train -> infer -> evaluate.
 
-One run directory per seed, ``<output_dir>/<name>/seed_<seed>/``::
+One run directory per seed (:mod:`mfinfer.rundir`: paths, log, provenance, seeds),
+``<output_dir>/<name>/seed_<seed>/``::
 
     config.yaml  seeds.json  log.txt  timings.json
     data/train.npz  data/observed_<k>.npz
     models/<model>/identity.json  models/<model>/checkpoint.pt ...
-    models/<model>/final/{weights.pt, model.json}
+    models/<model>/final/{weights.pt, model.json}  models/<model>/training.json
     posteriors/point_<k>/<model>.{npz,json}   (and truth.{npz,json}; point_<tag>/ for --events)
     models/<model>/gate.json   (the off-manifold gate's threshold, for --events)
     plots/corner_point_<k>.png  metrics.json
 
-Posteriors of user events (``infer(x_obs=...)``, ``mfinfer infer --events``) pass the off-manifold
-gate first (:mod:`mfinfer.inference.gate`, settings ``events.gate``): per model, each event is
+Posteriors are sampled as jobs (:mod:`mfinfer.jobs`). Those of user events (``infer(x_obs=...)``,
+``mfinfer infer --events``) pass the off-manifold gate first (:mod:`mfinfer.inference.gate`,
+settings ``events.gate``): per model, each event is
 scored against a threshold from held-out simulations (seed stage ``gate``), the flagged fraction is
 recorded in the posterior's JSON (``metadata.gate``) and, when significantly above the expected rate,
 reported (``action="report"``), refused (``"strict"``) or the flagged events dropped (``"drop"``).
 
-``metrics.json`` holds every metric of :mod:`mfinfer.evaluation.registry` that applies;
+``training.json`` holds a trained model's epochs, best validation loss, wall seconds and weights'
+path (what ``mfinfer train`` prints). ``metrics.json`` holds every metric of :mod:`mfinfer.evaluation.registry` that applies;
 ``timings.json`` the wall seconds of each stage item (simulate, train per model, infer per
 posterior and point, evaluate), merged across resumed passes
 (:func:`mfinfer.evaluation.report.record_time`).
@@ -48,29 +51,16 @@ directory (:func:`mfinfer.files.clean_temp`). The same config and seed reproduce
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-import os
-import shutil
+import math
 import time
-import warnings
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
-from mfinfer.caching import (
-    array_digest,
-    canonical,
-    content_key,
-    json_key,
-    npz_key,
-    pair_key,
-    seed_sequence,
-    torch_seed,
-)
+from mfinfer._validation import check_name
+from mfinfer.caching import array_digest, canonical, content_key, json_key, npz_key
 from mfinfer.config import ModelConfig, RunConfig
 from mfinfer.errors import ConfigError
 from mfinfer.evaluation.registry import (
@@ -81,117 +71,41 @@ from mfinfer.evaluation.registry import (
     resolve_options,
 )
 from mfinfer.evaluation.report import METRICS_FILE, TRUTH, record_time, summarize
-from mfinfer.files import atomic_write, atomic_write_json, clean_temp, read_json, sha256_file
-from mfinfer.inference import ModelLikelihood, Posterior, SimulatorLikelihood
-from mfinfer.inference.gate import (
-    GateAction,
-    GateSettings,
-    OffManifoldError,
-    OffManifoldGate,
-    OffManifoldWarning,
+from mfinfer.files import (
+    atomic_write,
+    atomic_write_json,
+    claim_dir,
+    locked,
+    read_json,
+    remove_owned_dir,
+    sha256_file,
 )
-from mfinfer.models import Flow, build_model, load_model, save_model
+from mfinfer.inference import ModelLikelihood, Posterior, SimulatorLikelihood
+from mfinfer.inference.gate import GateAction
+from mfinfer.jobs import PosteriorJob, gate_events, posterior_jobs
+from mfinfer.models import Flow, build_model, load_model, model_options, save_model
 from mfinfer.parallel import dask_client
 from mfinfer.plotting import corner_plot
-from mfinfer.registry import get_simulator
+from mfinfer.registry import SimulatorSpec
+from mfinfer.rundir import IDENTITY, SEED_STAGES, RunDirectory, load_npz, path_name
 from mfinfer.training import train
 
 __all__ = ["SEED_STAGES", "STAGES", "Run", "path_name", "run_all"]
 
 STAGES = ("simulate", "train", "infer", "evaluate")
-#: The stage code that follows the seed in every seed sequence.
-SEED_STAGES = {"simulate": 0, "observed": 1, "infer": 2, "evaluate": 3, "train": 4, "gate": 5,
-               "calibrate": 6}
-IDENTITY = "identity.json"
-_NOT_IDENTITY = ("progress", "device")  # TrainConfig fields that do not change the weights
 
 
-def path_name(name: str) -> str:
-    """A model name as a file or folder name: path separators become '-'."""
-    return name.replace("/", "-").replace("\\", "-")
-
-
-def _rng(seed: int, stage: str, *labels: str | int) -> np.random.Generator:
-    return np.random.default_rng(seed_sequence(seed, SEED_STAGES[stage], *labels))
-
-
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; run the 'simulate' stage first")
-    with np.load(path, allow_pickle=False) as f:
-        return dict(f)
-
-
-class _Job(NamedTuple):
-    """One posterior: true point ``k`` (or an events tag), model ``name``, and its content key."""
-
-    k: int | str
-    label: str
-    theta_true: np.ndarray | None
-    x: np.ndarray
-    name: str
-    model: ModelConfig | None
-    path: Path
-    key: str
-    gate: dict | None = None  # the off-manifold gate's record (user events only)
-
-    def stored_key(self) -> str | None:
-        """The content key of the posterior stored at ``path`` (None: none or damaged)."""
-        return pair_key(self.path.with_suffix(".json"), self.path.name, "metadata", "key")
-
-
-class Run:
-    """One seed of an experiment, with its run directory."""
+class Run(RunDirectory):
+    """One seed of an experiment: its stages, in its run directory (:class:`RunDirectory`)."""
 
     def __init__(self, config: RunConfig, seed: int, progress: bool = True) -> None:
-        self.config, self.seed, self.progress = config, seed, progress
-        self.dir = Path(config.output_dir) / config.name / f"seed_{seed}"
-        sim = config.simulator
-        self.simulator = get_simulator(sim["name"], **sim.get("options", {}))
-        self.dir.mkdir(parents=True, exist_ok=True)
-        for directory, _, _ in os.walk(self.dir):  # temps of writers killed mid-write
-            clean_temp(directory)
-        self.log = logging.getLogger(f"mfinfer.run.{config.name}.{seed}")
-        log_path = os.path.abspath(self.dir / "log.txt")
-        for old in list(self.log.handlers):  # one of another output_dir: log here instead
-            if getattr(old, "baseFilename", log_path) != log_path:
-                self.log.removeHandler(old)
-                old.close()
-        if not self.log.handlers:
-            handler = logging.FileHandler(log_path)
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-            self.log.addHandler(handler)
-            self.log.setLevel(logging.INFO)
-        self._write_provenance()
-
-    def _write_provenance(self) -> None:
-        # the config of the latest pass; where the directory lives and the other seeds don't matter
-        record = {k: v for k, v in self.config.to_dict().items() if k not in ("output_dir", "seeds")}
-        atomic_write(self.dir / "config.yaml", lambda f: f.write(yaml.safe_dump(record, sort_keys=False)),
-                     "w")
-        atomic_write_json({
-            "seed": self.seed,
-            "rule": "numpy.random.SeedSequence([seed, stage code, *labels]); a text label enters as "
-                    "the 4 little-endian 32-bit words of the first 16 bytes of its UTF-8 SHA-256 "
-                    "(mfinfer.caching.seed_sequence), so no seed depends on a model's position",
-            "stage_codes": SEED_STAGES,
-            "simulate": [self.seed, 0], "observed": "[seed, 1, k] for true point k",
-            "train": "torch.manual_seed(torch_seed(SeedSequence([seed, 4, *words(model name)]))) "
-                     "before the model is built; split and batch order from TrainConfig.seed = seed",
-            "infer": "[seed, 2, *words('point_<k>' or 'events'), *words(model name or 'truth')]",
-            "evaluate": [self.seed, 3],
-            "gate": "[seed, 5, *words('reference')] for the reference simulations, [seed, 5, "
-                    "*words('theta')] for the prior draws of the score",
-            "init_torch_seed": {m.name: self._init_seed(m.name) for m in self.config.models},
-        }, self.dir / "seeds.json")
-
-    def _init_seed(self, name: str) -> int:
-        return torch_seed(seed_sequence(self.seed, SEED_STAGES["train"], name))
+        self.simulator = SimulatorSpec.from_dict(config.simulator).build()
+        super().__init__(config, seed)
+        self.progress = progress
+        #: each model's training settings, built once: the config's with this run's seed and device
+        self.train_configs = {m.name: m.train_config(seed, config.device, progress) for m in config.models}
 
     # ------------------------------------------------------------------ simulate
-    def _data_path(self, k: int | None) -> Path:
-        return self.dir / "data" / ("train.npz" if k is None else f"observed_{k}.npz")
-
     def _data_key(self, k: int | None) -> str:
         sim, obs = self.config.simulator, self.config.observed
         if k is None:
@@ -200,76 +114,90 @@ class Run:
 
     def _data(self, k: int | None = None) -> dict[str, np.ndarray]:
         """Training data (k None) or observed point k, refused when simulated with other settings."""
-        path = self._data_path(k)
-        data = _load_npz(path)
+        path = self.data_path(k)
+        data = load_npz(path)
         if str(data.get("key")) != self._data_key(k):
             raise ConfigError(f"{path}: simulated with other settings than the config's simulator, "
                               "seed, n_train and observed now give; run the 'simulate' stage first")
         return data
 
-    def simulate(self, force: bool = False) -> None:
+    @locked
+    def simulate(self, force: bool = False) -> int:
+        """Simulate the training data and each observed point unless current; returns how many
+        files were (re)written."""
         t0, done, todo = time.perf_counter(), 0, 0
         for k in [None, *range(len(self.config.observed.theta))]:
-            path, key = self._data_path(k), self._data_key(k)
+            path, key = self.data_path(k), self._data_key(k)
             if not force and npz_key(path) == key:
                 done += 1
                 continue
             if k is None:
                 self.log.info("simulating %d training events", self.config.n_train)
-                theta, x = self.simulator.simulate(self.config.n_train, _rng(self.seed, "simulate"))
+                theta, x = self.simulator.simulate(self.config.n_train, self.rng("simulate"))
             else:
                 theta = self.simulator.prior.check(np.asarray(self.config.observed.theta[k], float),
                                                    "observed.theta")
                 x = self.simulator.sample(np.repeat(theta, self.config.observed.n_events, 0),
-                                          _rng(self.seed, "observed", k))
+                                          self.rng("observed", k))
                 theta = theta[0]
             arrays = {"theta": theta, "x": x, "key": np.array(key)}
             atomic_write(path, lambda f: np.savez(f, **arrays))  # noqa: B023 (called at once)
             todo += 1
         if todo:  # a pass that finished what an earlier one started adds to its time
             record_time(self.dir, time.perf_counter() - t0, "simulate", add=done > 0)
+        return todo
 
     # ------------------------------------------------------------------ train
-    def model_dir(self, model: ModelConfig) -> Path:
-        return self.dir / "models" / path_name(model.name)
-
     def _identity(self, mcfg: ModelConfig, data_sha256: str) -> dict:
-        settings = dataclasses.asdict(mcfg.train_config(self.seed, self.config.device))
-        inputs = canonical({"name": mcfg.name, "kind": mcfg.kind, "options": mcfg.options,
-                            "train": {k: v for k, v in settings.items() if k not in _NOT_IDENTITY},
-                            "init_torch_seed": self._init_seed(mcfg.name), "data_sha256": data_sha256})
+        options = model_options(self.simulator, mcfg.options)  # with the prior's θ map
+        inputs = canonical({"name": mcfg.name, "kind": mcfg.kind, "options": options,
+                            "train": self.train_configs[mcfg.name].identity(),
+                            "init_torch_seed": self.init_seed(mcfg.name), "data_sha256": data_sha256})
         return {"key": content_key("train", inputs), "inputs": inputs}
 
-    def train(self, only: str | None = None, force: bool = False) -> None:
+    @locked
+    def train(self, only: str | None = None, force: bool = False) -> list[dict[str, Any]]:
+        """Train every model (or ``only`` that one) whose stored identity differs from its inputs
+        now (all of them with ``force``). Returns one record per model: ``model``, ``trained``
+        (False: current, reused), ``epochs``, ``best_val`` (the best validation loss of the last
+        training segment), ``seconds`` and ``weights`` (the path of ``weights.pt``), as
+        ``models/<model>/training.json`` stores it."""
         names = [m.name for m in self.config.models]
         if only is not None and only not in names:
             raise ConfigError(f"model {only!r}: not in the config; expected one of {names}")
         data = self._data()
         sha = array_digest(data["x"], data["theta"])
+        out = []
         for mcfg in self.config.models:
             if only is not None and mcfg.name != only:
                 continue
             directory, identity = self.model_dir(mcfg), self._identity(mcfg, sha)
             fresh = force or json_key(directory / IDENTITY, "key") != identity["key"]
             if not fresh and (directory / "final" / "model.json").exists():
+                out.append({**_stored_summary(directory), "model": mcfg.name, "trained": False})
                 continue
             if fresh and directory.exists():  # other inputs (or forced): train afresh
                 self.log.info("%s: inputs changed or forced; deleting %s", mcfg.name, directory)
-                shutil.rmtree(directory)
+                remove_owned_dir(directory, self.dir, legacy=lambda d, name=mcfg.name: json_key(
+                    d / IDENTITY, "inputs", "name") == name)
+            claim_dir(directory, self.dir)
             atomic_write_json(identity, directory / IDENTITY)
             self.log.info("training %s", mcfg.name)
-            torch.manual_seed(self._init_seed(mcfg.name))
+            torch.manual_seed(self.init_seed(mcfg.name))
             model = build_model(mcfg.kind, self.simulator, **mcfg.options)
             t0 = time.perf_counter()
-            train(model, data["x"], data["theta"],
-                  mcfg.train_config(self.seed, self.config.device, self.progress),
-                  run_dir=directory, resume=True)
+            history = train(model, data["x"], data["theta"], self.train_configs[mcfg.name],
+                            run_dir=directory, resume=True)
             save_model(model, directory / "final")
             seconds = time.perf_counter() - t0
             record_time(self.dir, seconds, "train", mcfg.name)
             self.log.info("trained %s in %.0f s", mcfg.name, seconds)
+            summary = _training_summary(history, seconds, directory / "final" / "weights.pt")
+            atomic_write_json(summary, directory / TRAINING)
+            out.append({**summary, "model": mcfg.name, "trained": True})
+        return out
 
-    def _weights_sha256(self, mcfg: ModelConfig, data_sha256: str) -> str:
+    def weights_sha256(self, mcfg: ModelConfig, data_sha256: str) -> str:
         """The SHA-256 of the model's weights, refused when it was trained with other inputs."""
         directory = self.model_dir(mcfg)
         meta = directory / "final" / "model.json"
@@ -281,101 +209,41 @@ class Run:
         return json_key(meta, "sha256", "weights.pt") or sha256_file(meta.with_name("weights.pt"))
 
     def load(self, mcfg: ModelConfig) -> Flow:
+        """Model ``mcfg``'s trained weights, in eval mode."""
         model = load_model(self.model_dir(mcfg) / "final", map_location=self.config.device)
         return model.eval()
 
     # ------------------------------------------------------------------ infer
     def observed(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """True point k's θ* (p,) and observed events x (n_events, D)."""
         d = self._data(k)
         return d["theta"], d["x"]
 
-    def posterior_path(self, k: int | str, name: str) -> Path:
-        return self.dir / "posteriors" / f"point_{k}" / f"{path_name(name)}.npz"
-
     def _jobs(self, x_obs: np.ndarray | None = None, tag: str | None = None,
-              gates: dict[str, tuple[np.ndarray, dict]] | None = None) -> list[_Job]:
-        """Every posterior to sample, at every true point (or for ``x_obs``), with its content key;
-        ``gates`` gives each model's events and gate record (:meth:`gate`)."""
-        sha = array_digest(*(self._data()[k] for k in ("x", "theta")))
-        mcmc = dataclasses.asdict(self.config.mcmc)
-        sources: list[tuple[str, ModelConfig | None, dict]] = []
-        if self.config.truth and x_obs is None:
-            sources.append((TRUTH, None, {"simulator": self.config.simulator}))
-        sources += [(m.name, m, {"weights_sha256": self._weights_sha256(m, sha), "mode": m.mode})
-                    for m in self.config.models]
-        points: list[tuple[int | str, str, np.ndarray | None, np.ndarray]] = (
-            [(tag or "events", "events", None, np.asarray(x_obs))] if x_obs is not None else
-            [(k, f"point_{k}", *self.observed(k)) for k in range(len(self.config.observed.theta))])
-        jobs = []
-        for k, label, theta_true, x in points:
-            for name, mcfg, source in sources:
-                xs, record = gates[name] if gates and name in gates else (x, None)
-                gate = {} if record is None else {"gate": record}
-                key = content_key("infer", {"events": array_digest(xs), "model": source, "mcmc": mcmc,
-                                            "seed": self.seed, "labels": [label, name], **gate})
-                jobs.append(_Job(k, label, theta_true, xs, name, mcfg, self.posterior_path(k, name), key,
-                                 record))
-        return jobs
+              gates: dict[str, tuple[np.ndarray, dict]] | None = None) -> list[PosteriorJob]:
+        return posterior_jobs(self, x_obs, tag, gates)
 
     def gate(self, x_obs: np.ndarray, action: GateAction = "report") -> dict[str, tuple[np.ndarray, dict]]:
-        """The off-manifold gate of every model on user events x_obs (n, D).
+        """The off-manifold gate of every model on user events x_obs (n, D): see
+        :func:`mfinfer.jobs.gate_events`."""
+        return gate_events(self, x_obs, action)
 
-        Returns ``{model name: (events to sample from, gate record)}``: all events, or with
-        ``action="drop"`` those not flagged. A flagged fraction significantly above the expected
-        rate is logged and warned about (:class:`OffManifoldWarning`); with ``action="strict"`` it
-        raises :class:`OffManifoldError` before anything is sampled. Thresholds are stored in
-        ``models/<model>/gate.json``, keyed by the model's weights, the settings and the seed.
-        """
-        if action not in ("report", "drop", "strict"):
-            raise ValueError(f"action: must be one of ('report', 'drop', 'strict'), got {action!r}")
-        settings = GateSettings(**(self.config.events.gate if self.config.events else {}))
-        sha = array_digest(*(self._data()[k] for k in ("x", "theta")))
-        reference: dict[str, np.ndarray] = {}  # simulated once, when a model needs it
-
-        def held_out() -> np.ndarray:
-            if not reference:
-                reference["x"] = self.simulator.simulate(settings.n_reference,
-                                                         _rng(self.seed, "gate", "reference"))[1]
-            return reference["x"]
-
-        out, excess = {}, []
-        for mcfg in self.config.models:
-            key = content_key("gate", {"weights_sha256": self._weights_sha256(mcfg, sha), "seed": self.seed,
-                                       "settings": dataclasses.asdict(settings),
-                                       "simulator": self.config.simulator})
-            gate = OffManifoldGate(self.load(mcfg), self.simulator.prior, settings,
-                                   rng=_rng(self.seed, "gate", "theta"))
-            report = gate.cached(self.model_dir(mcfg) / "gate.json", key, held_out)(x_obs)
-            self.log.info("gate: %s", report.message(mcfg.name))
-            if report.excess:
-                excess.append(report.message(mcfg.name))
-            x = x_obs[~report.flagged] if action == "drop" else x_obs
-            if len(x) == 0:
-                raise OffManifoldError(f"{report.message(mcfg.name)}; every event is flagged, so none is "
-                                       "left to sample from: check the events, the events: settings "
-                                       "(cuts, momentum convention) and the model")
-            out[mcfg.name] = (x, report.summary(action))
-        if excess and action == "strict":
-            raise OffManifoldError(f"--strict: refusing to sample: {'; '.join(excess)}; check the events "
-                                   "and the events: settings, or drop the flagged events with "
-                                   "--on-manifold-only")
-        for line in excess:
-            self.log.warning("gate: %s: significantly above the expected rate", line)
-            warnings.warn(f"{line}: significantly above the expected rate; the posterior may be "
-                          "biased (drop them with --on-manifold-only / action='drop')",
-                          OffManifoldWarning, stacklevel=2)
-        return out
-
+    @locked
     def infer(self, x_obs: np.ndarray | None = None, tag: str | None = None,
-              force: bool = False, gate: GateAction = "report") -> None:
+              force: bool = False, gate: GateAction = "report") -> tuple[int, int]:
         """Sample every posterior at every true point (or for the given events, under ``tag``) whose
         stored content key differs from its inputs' (all of them with ``force``). Given events pass
-        the off-manifold gate first (:meth:`gate`, with ``gate`` as its action)."""
+        the off-manifold gate first (:meth:`gate`, with ``gate`` as its action). Returns (number
+        sampled, number of posteriors)."""
+        if tag is not None:
+            check_name(tag, "tag")  # names the folder posteriors/point_<tag>
         mc = self.config.mcmc
         gates = None if x_obs is None else self.gate(np.asarray(x_obs, dtype=np.float64), gate)
-        for job in self._jobs(x_obs, tag, gates):
+        jobs, sampled = self._jobs(x_obs, tag, gates), 0
+        for job in jobs:
             if not force and job.stored_key() == job.key:
                 continue
+            sampled += 1
             self.log.info("sampling posterior %s at point %s", job.name, job.k)
             t0 = time.perf_counter()
             like = SimulatorLikelihood(self.simulator, job.x) if job.model is None else \
@@ -384,7 +252,7 @@ class Run:
             post = Posterior.from_mcmc(
                 like, self.simulator.prior, mc.num_samples, method=mc.method,
                 **(emcee if mc.method == "emcee" else {}),
-                rng=_rng(self.seed, "infer", job.label, job.name),
+                rng=self.rng("infer", job.label, job.name),
                 progress=self.progress, metadata={"model": job.name, "point": job.k,
                                                   "theta_true": job.theta_true,
                                                   "n_events": len(job.x), "key": job.key,
@@ -392,8 +260,10 @@ class Run:
             )
             post.save(job.path)
             record_time(self.dir, time.perf_counter() - t0, "infer", job.name, str(job.k))
+        return sampled, len(jobs)
 
     # ------------------------------------------------------------------ evaluate
+    @locked
     def evaluate(self, force: bool = False) -> dict:
         """Every registered metric (:mod:`mfinfer.evaluation.registry`) of every model and
         posterior, written to ``metrics.json``, and a corner plot per true point; the stored
@@ -414,7 +284,7 @@ class Run:
         if not force and json_key(path, "inputs_key") == key:
             return read_json(path)
         t0 = time.perf_counter()
-        test_theta, test_x = self.simulator.simulate(opts["n_model_samples"], _rng(self.seed, "evaluate"))
+        test_theta, test_x = self.simulator.simulate(opts["n_model_samples"], self.rng("evaluate"))
         held_out = {m.name: ModelInputs(self.load(m), test_theta, test_x, self.simulator, self.seed,
                                         opts) for m in self.config.models}
         per_model: dict[str, Any] = {name: compute(inputs) for name, inputs in held_out.items()}
@@ -442,6 +312,7 @@ class Run:
         self.log.info("wrote metrics.json")
         return out
 
+    @locked
     def run(self, stages: tuple[str, ...] = STAGES, force: bool = False) -> dict | None:
         """Run ``stages`` in order; ``force`` redoes them even where current results exist."""
         torch.set_num_threads(self.config.threads)
@@ -450,6 +321,27 @@ class Run:
                 raise ValueError(f"stage: must be one of {STAGES}, got {stage!r}")
             getattr(self, stage)(force=force)
         return read_json(self.dir / METRICS_FILE) if (self.dir / METRICS_FILE).exists() else None
+
+
+#: A trained model's summary, ``models/<model>/training.json`` (see :meth:`Run.train`).
+TRAINING = "training.json"
+
+
+def _training_summary(history: list[dict], seconds: float, weights: Path) -> dict[str, Any]:
+    """Epochs run, the best validation loss of the last segment (NaN without a validation split),
+    wall seconds and the weights' path, from :func:`~mfinfer.training.train`'s history."""
+    last = [r["val"] for r in history if r["segment"] == history[-1]["segment"]] if history else []
+    finite = [v for v in last if math.isfinite(v)]
+    return {"epochs": len(history), "best_val": min(finite) if finite else math.nan,
+            "seconds": round(seconds, 3), "weights": str(weights)}
+
+
+def _stored_summary(directory: Path) -> dict[str, Any]:
+    """The stored ``training.json`` of a current model (a model trained before it existed: its
+    weights' path only)."""
+    stored = read_json(directory / TRAINING) if (directory / TRAINING).is_file() else {}
+    return {"epochs": None, "best_val": None, "seconds": None, **stored,
+            "weights": str(directory / "final" / "weights.pt")}
 
 
 def _run_seed(config: RunConfig, seed: int, stages: tuple[str, ...], progress: bool,
