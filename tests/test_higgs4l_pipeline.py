@@ -2,7 +2,7 @@
 M-flow (tiny models, one true point, 10 events) writes every artefact, the metrics compare both
 models with the exact posterior, and analyses/higgs4l/run.py turns them into its results table."""
 
-import importlib.util
+import importlib
 import json
 from pathlib import Path
 
@@ -18,11 +18,7 @@ MODELS = ("AF", "M-flow")
 
 
 def _run_module():
-    path = ROOT / "analyses" / "higgs4l" / "run.py"
-    spec = importlib.util.spec_from_file_location("higgs4l_run", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("analyses.higgs4l.run")
 
 
 # 300 MCMC steps: short on purpose

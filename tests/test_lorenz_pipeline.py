@@ -5,7 +5,7 @@ config and notebook are valid."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 from pathlib import Path
 
@@ -25,10 +25,7 @@ MODELS = ("M-flow-cond", "M-flow", "AF")
 
 
 def _run_module():
-    spec = importlib.util.spec_from_file_location("lorenz_run", ANALYSIS / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("analyses.lorenz.run")
 
 
 @pytest.fixture(scope="module")

@@ -276,8 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             again = COMMAND + (" --quick" if args.quick else
                                f" --config {shlex.quote(config)}" if args.config else "")
-            commands = [again] + ([] if args.quick or args.config else [f"{COMMAND} --quick"])
-            return refuse(MissingRuns("analyses/higgs4l", missing, commands))
+            quick = None if args.quick or args.config else f"{COMMAND} --quick"
+            return refuse(MissingRuns("analyses/higgs4l", missing, again, quick))
     else:
         t0 = time.perf_counter()
         run_all(cfg, workers=args.workers, progress=not args.quiet)

@@ -90,10 +90,12 @@ from analyses.lorenz.settings import (
     SBI_MCMC_POINTS,
     UNCONDITIONAL,
     VARIANTS,
+    extras_dir,
+    run_dir,
     variant_configs,
 )
 from analyses.lorenz.unconditional import stage_unconditional
-from mfinfer.config import load_config
+from mfinfer.config import RunConfig, load_config
 from mfinfer.evaluation.report import write_results
 from mfinfer.files import atomic_write_json, read_json
 
@@ -114,45 +116,68 @@ COMMAND = "python -m analyses.lorenz.run"
 STAGES = ("unconditional", "pipeline", "sbi", "extras", "calibrate", "ablation", "table")
 
 
-def missing_runs(old: dict, new: dict, calibrate: list[str]) -> MissingRuns | None:
-    """What rebuilding ``old`` (an existing ``results.json``) as ``new`` would lose, with the
-    command that makes the missing run directories; None when nothing is lost.
+def missing_runs(old: dict, new: dict, cfg: RunConfig, variants: list[str], uncond_root: Path,
+                 calibrate: list[str], quick: bool = False) -> MissingRuns | None:
+    """What rebuilding ``old`` (an existing ``results.json``) as ``new`` would lose, as the missing
+    files of the run directories and the command that makes them; None when nothing is lost.
 
     Every part of ``results.json`` comes from one stage: ``unconditional``, a variant's entry
     (``pipeline``), its ``nle`` (``sbi``), ``extras``, ``calibration`` (``calibrate``) and
-    ``ablation``.
+    ``ablation``. With no ``old`` and nothing found, every variant asked for is missing.
+
+    Arguments:
+        old: the existing ``results.json`` (``{"variants": {}}`` when there is none).
+        new: :func:`collect`'s results from the run directories found now.
+        cfg: the analysis config (the points variant); ``variants``: those asked for.
+        uncond_root: the unconditional stage's directory.
+        calibrate: the variants the command calibrates (``--calibrate``).
+        quick: the quick run's table (its command is ``--quick``).
     """
     if not new["variants"] and not old.get("variants"):
-        old = {"variants": {v: {} for v in VARIANTS}, "unconditional": {}}
+        old = {"variants": {v: {} for v in variants}}
+    cfgs = variant_configs(cfg)
     lost = lost_parts(old, new)
     if not lost:
         return None
     part_stage = {"nle": "sbi", "extras": "extras", "calibration": "calibrate",
                   "ablation": "ablation"}
-    stages, variants, cal = set(), set(), set()
+    part_file = {"nle": "nle/train.json", "extras": "extras.json",
+                 "calibration": "calibration/summary.json", "ablation": "ablation/summary.json"}
+    stages, needed, cal, files = set(), set(), set(), []
     for part in lost:
         keys = part.split("/")
         if keys[0] == "unconditional":
             stages.add("unconditional")
-        elif keys[0] == "variants" and len(keys) > 1:
-            variants.add(keys[1])
-            stage = part_stage.get(keys[2], "pipeline") if len(keys) > 2 else "pipeline"
-            stages.add(stage)
-            if stage in ("calibrate", "ablation"):
-                cal.add(keys[1])
-    if not variants:  # unconditional alone
-        variants = {"points"}
-    if stages & {"pipeline"}:  # a run directory is missing: every later stage of it too
-        stages |= {"sbi", "extras"} | ({"calibrate", "ablation"} if cal or
-                                       variants & set(calibrate) else set())
-    ordered = [st for st in STAGES if st in stages] + ["table"]
-    command = COMMAND + "".join(f" --stage {st}" for st in ordered)
-    command += " --variants " + " ".join(v for v in VARIANTS if v in variants)
-    if cal - set(CALIBRATION["variants"]):
+            files.append(str(uncond_root / "summary.json"))
+        elif keys[0] == "variants" and len(keys) > 1 and keys[1] in VARIANTS:
+            vcfg = cfgs[keys[1]]
+            needed.add(keys[1])
+            if len(keys) > 2 and keys[2] in part_stage:
+                stages.add(part_stage[keys[2]])
+                files.append(str(extras_dir(vcfg) / part_file[keys[2]]))
+                if keys[2] in ("calibration", "ablation"):
+                    cal.add(keys[1])
+            else:
+                stages.add("pipeline")
+                files.append(str(run_dir(vcfg) / "metrics.json"))
+    if quick:
+        return MissingRuns("analyses/lorenz", files, f"{COMMAND} --quick")
+    if not new["variants"]:
+        return MissingRuns("analyses/lorenz", files, COMMAND, f"{COMMAND} --quick")
+    if "pipeline" in stages:  # a variant's run directory is missing: its later stages too
+        stages |= {"sbi", "extras"}
+        cal |= needed & set(old_cal(old))
+        stages |= {"calibrate", "ablation"} if cal else set()
+    command = COMMAND + "".join(f" --stage {st}" for st in STAGES if st in stages | {"table"})
+    command += " --variants " + " ".join(v for v in VARIANTS if v in (needed or {"points"}))
+    if cal != set(calibrate) and cal:
         command += " --calibrate " + " ".join(v for v in VARIANTS if v in cal)
-    full = len(lost) > 1 and not new["variants"]
-    commands = [f"{COMMAND} (every stage, ~2 h)", f"{COMMAND} --quick"] if full else [command]
-    return MissingRuns("analyses/lorenz", lost, commands)
+    return MissingRuns("analyses/lorenz", files, command)
+
+
+def old_cal(results: dict) -> list[str]:
+    """The variants with calibration results in ``results``."""
+    return [v for v, e in results.get("variants", {}).items() if e.get("calibration")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             results = collect(cfgs, uncond_root)
             old_path = out_dir / "results.json"
             old = read_json(old_path) if old_path.is_file() else {"variants": {}}
-            missing = missing_runs(old, results, args.calibrate)
+            missing = missing_runs(old, results, cfg, variants, uncond_root, args.calibrate,
+                                   args.quick)
             if missing is not None:
                 return refuse(missing)
             given = sys.argv[1:] if argv is None else list(argv)

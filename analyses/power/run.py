@@ -255,8 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             again = f"{COMMAND} --quick" if args.quick else (
                 f"{COMMAND} --config {shlex.quote(config)} --workers {workers}"
                 if args.config else f"{COMMAND} --workers {workers}")
-            commands = [again] + ([] if args.quick or args.config else [f"{COMMAND} --quick"])
-            return refuse(MissingRuns("analyses/power", missing, commands))
+            quick = None if args.quick or args.config else f"{COMMAND} --quick"
+            return refuse(MissingRuns("analyses/power", missing, again, quick))
     else:
         from mfinfer.pipeline import run_all
 
