@@ -144,6 +144,7 @@ def write_events(
     names: Sequence[str] | None = None,
     metadata: Mapping[str, Any] | None = None,
     tree: str = "events",
+    extra: Mapping[str, np.ndarray] | None = None,
 ) -> Path:
     """Write events (and their parameters) to a ROOT file as a ``TTree``, atomically.
 
@@ -160,6 +161,7 @@ def write_events(
         names: D branch names (identifiers); default ``x0, x1, ...``.
         metadata: JSON-serialisable facts to keep with the sample (seed, simulator, options).
         tree: name of the tree.
+        extra: more float64 branches of one number per event, ``{name: (n,)}`` (a weight, scores).
 
     Returns:
         The path written.
@@ -180,10 +182,15 @@ def write_events(
         if theta.ndim != 2 or theta.shape[0] != n:
             raise InputError(f"theta: expected shape ({n}, p) to match x, got {theta.shape}")
     theta_names = [] if theta is None else [f"theta_{j}" for j in range(theta.shape[1])]
-    bad = [s for s in names if not _NAME.match(s)]
+    more = {str(k): np.asarray(v, dtype=np.float64) for k, v in (extra or {}).items()}
+    for k, v in more.items():
+        if v.shape != (n,):
+            raise InputError(f"extra[{k!r}]: expected shape ({n},) to match x, got {v.shape}")
+    bad = [s for s in names + list(more) if not _NAME.match(s)]
     if bad:
         raise InputError(f"names: expected identifiers ([A-Za-z_][A-Za-z0-9_]*), got {bad[:5]}")
-    dup = sorted({s for s in names + theta_names if (names + theta_names).count(s) > 1})
+    every = names + theta_names + list(more)
+    dup = sorted({s for s in every if every.count(s) > 1})
     if dup:
         raise InputError(
             f"names: expected unique branch names (theta_j are reserved), got duplicates {dup}"
@@ -195,6 +202,7 @@ def write_events(
         "tree": tree,
         "observables": names,
         "parameters": theta_names,
+        "extra": list(more),
         "n_events": n,
         "metadata": dict(metadata or {}),
     }
@@ -202,7 +210,7 @@ def write_events(
 
     columns = dict(zip(names, x.T, strict=True)) | (
         {} if theta is None else dict(zip(theta_names, theta.T, strict=True))
-    )
+    ) | more
 
     def write(tmp: BinaryIO) -> None:
         # uproot closes the file it is given and needs it readable: give it a read-write duplicate
