@@ -138,7 +138,7 @@ def test_grid_refuses_many_parameters():
 
 def test_grid_rejects_emcee_options(gauss1d):
     log_like, prior, _ = gauss1d
-    with pytest.raises(ValueError, match="emcee options; method='grid' takes initial_cells"):
+    with pytest.raises(ValueError, match="num_walkers: an option of method 'emcee', but method is 'grid'"):
         sample_posterior(log_like, prior, 100, method="grid", num_walkers=8)
 
 

@@ -32,7 +32,7 @@ def post1d(gauss1d):
         prior,
         4000,
         rng=1,
-        progress=False,
+        progress=False, method="emcee",
         labels=["mu"],
         metadata={"n_obs": N_OBS, "note": "toy"},
     )
@@ -70,7 +70,7 @@ def test_gaussian_2d_correlated():
         return -0.5 * np.einsum("ni,ij,nj->n", d, prec, d)
 
     res = sample_posterior(
-        log_like, BoxUniform((-8.0, -8.0), (8.0, 8.0)), 4000, rng=3, progress=False
+        log_like, BoxUniform((-8.0, -8.0), (8.0, 8.0)), 4000, rng=3, progress=False, method="emcee"
     )
     assert res.converged and res.samples.shape == (4000, 2)
     _check_moments(res.samples, res.ess, mean, np.sqrt(np.diag(cov)))
@@ -81,27 +81,27 @@ def test_gaussian_2d_correlated():
 def test_gaussian_prior_is_used():
     """Flat likelihood: the posterior is the (Gaussian) prior."""
     res = sample_posterior(
-        lambda t: np.zeros(len(t)), Gaussian((1.0,), (2.0,)), 3000, rng=0, progress=False
+        lambda t: np.zeros(len(t)), Gaussian((1.0,), (2.0,)), 3000, rng=0, progress=False, method="emcee"
     )
     _check_moments(res.samples, res.ess, np.array([1.0]), np.array([2.0]))
 
 
-@pytest.mark.filterwarnings("ignore:sample_posterior")
+@pytest.mark.filterwarnings("ignore:sample_emcee")
 def test_reproducible_with_seed(gauss1d):
     log_like, prior, _, _ = gauss1d
-    a = sample_posterior(log_like, prior, 200, rng=7, progress=False, max_steps=300)
-    b = sample_posterior(log_like, prior, 200, rng=7, progress=False, max_steps=300)
+    a = sample_posterior(log_like, prior, 200, rng=7, progress=False, method="emcee", max_steps=300)
+    b = sample_posterior(log_like, prior, 200, rng=7, progress=False, method="emcee", max_steps=300)
     np.testing.assert_array_equal(a.samples, b.samples)
 
 
 def test_short_chain_warns(gauss1d):
     log_like, prior, _, _ = gauss1d
     with pytest.warns(UserWarning, match=r"autocorrelation times long"):
-        res = sample_posterior(log_like, prior, 100, rng=0, progress=False, max_steps=40)
+        res = sample_posterior(log_like, prior, 100, rng=0, progress=False, method="emcee", max_steps=40)
     assert not res.converged and res.n_steps == 40
 
 
-@pytest.mark.filterwarnings("ignore:sample_posterior")
+@pytest.mark.filterwarnings("ignore:sample_emcee")
 @pytest.mark.parametrize("initial", [None, np.array([10.0, -1.0]), np.array([0.0, 1.0])])
 def test_walkers_start_and_stay_inside_support(initial):
     prior = BoxUniform((-10.0, -1.0), (10.0, 1.0))
@@ -111,7 +111,7 @@ def test_walkers_start_and_stay_inside_support(initial):
         calls.append(theta.copy())
         return -0.5 * np.sum((theta / np.array([20.0, 2.0])) ** 2, axis=1)
 
-    sample_posterior(log_like, prior, 100, rng=0, initial=initial, progress=False, max_steps=200)
+    sample_posterior(log_like, prior, 100, rng=0, initial=initial, progress=False, method="emcee", max_steps=200)
     first = calls[0]
     assert first.shape == (32, 2) and np.all(prior.contains(first))
     if initial is not None:  # a small ball around the start point, clipped inside
@@ -125,7 +125,7 @@ def test_nan_log_like_raises_with_theta():
         return np.where(theta[:, 0] > 0.5, np.nan, -0.5 * theta[:, 0] ** 2)
 
     with pytest.raises(ValueError, match=r"NaN at theta = \[0\.[5-9]"):
-        sample_posterior(log_like, BoxUniform((-1.0,), (1.0,)), 100, rng=0, progress=False)
+        sample_posterior(log_like, BoxUniform((-1.0,), (1.0,)), 100, rng=0, progress=False, method="emcee")
 
 
 def test_bad_arguments():
@@ -135,11 +135,11 @@ def test_bad_arguments():
         return np.zeros(len(t))
 
     with pytest.raises(ValueError, match="num_walkers"):
-        sample_posterior(ll, prior, 10, num_walkers=3)
+        sample_posterior(ll, prior, 10, method="emcee", num_walkers=3)
     with pytest.raises(ValueError, match="outside the prior support"):
-        sample_posterior(ll, prior, 10, initial=np.array([2.0, 0.0]))
+        sample_posterior(ll, prior, 10, method="emcee", initial=np.array([2.0, 0.0]))
     with pytest.raises(ValueError, match="vectorized"):
-        sample_posterior(lambda t: np.zeros(1), prior, 10, progress=False)
+        sample_posterior(lambda t: np.zeros(1), prior, 10, progress=False, method="emcee")
 
 
 # ---------------------------------------------------------------- Posterior
@@ -167,7 +167,7 @@ def test_sample_resamples_without_replacement(post1d):
 
 def test_sample_more_than_stored_runs_mcmc(gauss1d):
     log_like, prior, mean, std = gauss1d
-    post = Posterior.from_mcmc(log_like, prior, 200, rng=0, progress=False)
+    post = Posterior.from_mcmc(log_like, prior, 200, rng=0, progress=False, method="emcee")
     s = post.sample(500, rng=1)
     assert s.shape == (500, 1) and len(post.samples) >= 500
     assert abs(s.mean() - mean) < 0.3 * std
@@ -277,7 +277,7 @@ class _TTY(io.StringIO):
         return True
 
 
-@pytest.mark.filterwarnings("ignore:sample_posterior")
+@pytest.mark.filterwarnings("ignore:sample_emcee")
 @pytest.mark.parametrize("stream, progress, shown", [
     (io.StringIO, True, False),  # redirected / CI log: no bar even when asked for
     (_TTY, False, False),
@@ -287,7 +287,7 @@ def test_progress_bar_only_on_a_terminal(monkeypatch, stream, progress, shown):
     err = stream()
     monkeypatch.setattr(sys, "stderr", err)
     sample_posterior(lambda t: -0.5 * np.sum(t**2, axis=1), BoxUniform((-5.0,), (5.0,)), 50,
-                     rng=0, max_steps=20, progress=progress)
+                     rng=0, max_steps=20, progress=progress, method="emcee")
     assert ("MCMC" in err.getvalue()) == shown
 
 

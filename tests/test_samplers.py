@@ -87,8 +87,15 @@ def test_smc_respects_support():
     ("kwargs", "err", "match"),
     [
         ({"method": "hmc"}, ValueError, "must be one of"),
-        ({"method": "smc", "num_walkers": 64}, ValueError, "emcee options"),
-        ({"num_particles": 100}, TypeError, "method='smc'"),
+        ({"method": "smc", "num_walkers": 64}, ValueError,
+         "num_walkers: an option of method 'emcee', but method is 'smc'"),
+        ({"method": "grid", "num_particles": 100}, ValueError,
+         "num_particles: an option of method 'smc', but method is 'grid'"),
+        ({"method": "grid", "max_steps": 20000}, ValueError,
+         "max_steps: an option of method 'emcee', but method is 'grid'"),
+        ({"max_steps": 20001}, ValueError, "max_steps: an option of method 'emcee', but method is 'auto'"),
+        ({"method": "grid", "tol": 2.0}, ValueError, r"grid.tol: expected a finite number > 0 and < 1"),
+        ({"nonsense": 1}, ValueError, "nonsense: unknown option"),
         ({"method": "smc", "num_particles": 10}, ValueError, "num_particles"),
         ({"method": "smc", "ess_fraction": 1.5}, ValueError, "ess_fraction"),
     ],
@@ -99,9 +106,9 @@ def test_sample_posterior_bad_options(gauss1d, kwargs, err, match):
         sample_posterior(log_like, prior, 100, rng=0, progress=False, **kwargs)
 
 
-def test_emcee_stays_default(gauss1d):
+def test_emcee_on_request(gauss1d):
     log_like, prior, _ = gauss1d
-    res = sample_posterior(log_like, prior, 200, rng=0, progress=False)
+    res = sample_posterior(log_like, prior, 200, rng=0, progress=False, method="emcee")
     assert isinstance(res, MCMCResult)
 
 

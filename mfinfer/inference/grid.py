@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from mfinfer.inference.potential import LogLike, LogPosterior
-from mfinfer.priors import Prior
+from mfinfer.inference.spec import GridOptions
+from mfinfer.priors import Prior, PriorLike, as_prior
 
 __all__ = ["GridResult", "sample_grid"]
 
@@ -60,6 +62,7 @@ class GridResult:
         log_evidence: log ∫ prior(θ) exp(log_like(θ)) dθ by the quadrature.
         converged: ``error <= tol``, ``resolution >= resolution target``, ``check_ess >= 0.9``,
             ``boundary_mass <= 1e-3`` and the evaluation budget was not exhausted.
+        reason: Why it is not converged (the failed checks), empty when converged.
     """
 
     samples: np.ndarray
@@ -72,6 +75,7 @@ class GridResult:
     check_ess: float
     log_evidence: float
     converged: bool
+    reason: str = ""
 
 
 def _domain(prior: Prior, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -114,39 +118,166 @@ def _ess_fraction(log_w: np.ndarray) -> float:
     return float(w.sum() ** 2 / np.sum(w**2) / len(w))
 
 
+class _Cells:
+    """The grid: cell centres (k, p), widths (k, p), log posterior at the centres (k,) and the
+    estimated mass error of each cell (k,; inf: never checked against its children)."""
+
+    def __init__(self, centre: np.ndarray, width: np.ndarray, lp: np.ndarray) -> None:
+        self.centre, self.width, self.lp = centre, width, lp
+        self.err = np.full(len(centre), np.inf)
+
+    @classmethod
+    def uniform(cls, low: np.ndarray, high: np.ndarray, n0: int, log_post: LogPosterior) -> _Cells:
+        """n0^p equal cells tiling the box [low, high], evaluated in one call."""
+        p = len(low)
+        width0 = (high - low) / n0
+        axes = [low[i] + (np.arange(n0) + 0.5) * width0[i] for i in range(p)]
+        centre = np.array(np.meshgrid(*axes, indexing="ij")).reshape(p, -1).T
+        lp = log_post(centre)
+        if not np.isfinite(lp).any():
+            raise ValueError("sample_grid: the log posterior is -inf at every grid point; check "
+                             "the likelihood, or raise initial_cells if the posterior is very narrow")
+        return cls(centre, np.tile(width0, (len(centre), 1)), lp)
+
+    def __len__(self) -> int:
+        return len(self.centre)
+
+    def log_mass(self) -> np.ndarray:
+        """Unnormalised log mass of each cell (midpoint rule), (k,)."""
+        return self.lp + np.log(self.width).sum(1)
+
+    def log_norm(self) -> float:
+        """log Σ mass (the log evidence)."""
+        lm = self.log_mass()
+        return float(lm.max() + np.log(np.exp(lm - lm.max()).sum()))
+
+    def inflation(self, mask: np.ndarray) -> np.ndarray:
+        """Each masked cell's share of the in-cell variance Σ m (w / std)² (its widest dimension)."""
+        lm = self.log_mass()[mask]
+        m = np.exp(lm - lm.max())
+        m /= m.sum()
+        centre, width = self.centre[mask], self.width[mask]
+        mean = m @ centre
+        std = np.sqrt(m @ ((centre - mean) ** 2 + width**2 / 12))
+        return m * np.max((width / std) ** 2, axis=1)
+
+    def to_split(self, opts: GridOptions) -> np.ndarray | None:
+        """Mask of the cells to split, or None when the grid meets ``tol`` and ``resolution``:
+        cells carrying the error, never checked, or too wide for the posterior's spread."""
+        bulk = _bulk(self.log_mass(), opts.tail_mass)
+        infl = self.inflation(bulk)
+        target = 1 / opts.resolution**2
+        coarse = infl > target / bulk.sum() if infl.sum() > target else np.zeros(len(infl), bool)
+        checked = np.isfinite(self.err)
+        unchecked = bulk & ~checked
+        if float(self.err[checked].sum()) <= opts.tol and not unchecked.any() and not coarse.any():
+            return None
+        split = unchecked | (checked & (self.err > opts.tol / max(1, checked.sum())))
+        split[np.flatnonzero(bulk)[coarse]] = True
+        return split
+
+    def refine(self, split: np.ndarray, kid_lp: np.ndarray, kids: np.ndarray) -> None:
+        """Replace the ``split`` cells by their 2^p children (centres ``kids``, log posterior
+        ``kid_lp``); each child inherits a third of |parent mass − Σ children| / 2^p as its error."""
+        p = self.centre.shape[1]
+        lm, z = self.log_mass(), self.log_norm()
+        kid_width = np.repeat(self.width[split] / 2, 2**p, axis=0)
+        kid_lm = (kid_lp + np.log(kid_width).sum(1)).reshape(-1, 2**p)
+        with np.errstate(invalid="ignore"):  # -inf - (-inf) for empty families
+            delta = np.abs(np.exp(lm[split] - z) - np.exp(kid_lm - z).sum(1))
+        keep = ~split
+        self.centre = np.concatenate([self.centre[keep], kids])
+        self.width = np.concatenate([self.width[keep], kid_width])
+        self.lp = np.concatenate([self.lp[keep], kid_lp])
+        self.err = np.concatenate([self.err[keep], np.repeat(delta / (3 * 2**p), 2**p)])
+
+
+def _refine_until_converged(cells: _Cells, log_post: LogPosterior,
+                            opts: GridOptions) -> tuple[int, int, bool]:
+    """Split cells round by round (one likelihood call each) until :meth:`_Cells.to_split` is
+    satisfied or the budget would be exceeded; returns (rounds, evaluations, budget hit)."""
+    rounds, n_eval = 0, len(cells)
+    while (split := cells.to_split(opts)) is not None:
+        kids = _children(cells.centre[split], cells.width[split])
+        if n_eval + len(kids) > opts.max_evaluations:
+            return rounds, n_eval, True
+        cells.refine(split, log_post(kids), kids)
+        n_eval += len(kids)
+        rounds += 1
+    return rounds, n_eval, False
+
+
+def _draw(cells: _Cells, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """n exact draws from the tabulated density: (points (n, p), their cells (n,))."""
+    lm = cells.log_mass()
+    mass = np.exp(lm - lm.max())
+    idx = rng.choice(len(mass), size=n, p=mass / mass.sum())
+    return cells.centre[idx] + (rng.random((n, cells.centre.shape[1])) - 0.5) * cells.width[idx], idx
+
+
+def _checks(cells: _Cells, log_post: LogPosterior, opts: GridOptions, low: np.ndarray,
+            high: np.ndarray, truncated: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
+    """The grid's own checks: quadrature error, resolution, mass at a truncated edge, and the
+    importance-sampling ESS of the exact posterior against the tabulated one."""
+    lm = cells.log_mass()
+    mass = np.exp(lm - cells.log_norm())
+    checked = np.isfinite(cells.err)
+    at_edge = np.zeros(len(cells), dtype=bool)
+    c, w = cells.centre, cells.width
+    for i in np.flatnonzero(truncated):
+        at_edge |= (c[:, i] - w[:, i] <= low[i]) | (c[:, i] + w[:, i] >= high[i])
+    check, idx = _draw(cells, opts.check_points, rng)
+    return {
+        "error": float(cells.err[checked].sum() + mass[~checked].sum()),
+        "resolution": float(1 / np.sqrt(cells.inflation(_bulk(lm, opts.tail_mass)).sum())),
+        "boundary_mass": float(mass[at_edge].sum()),
+        "check_ess": _ess_fraction(log_post(check) - cells.lp[idx]),
+    }
+
+
+def _failed(checks: dict[str, float], opts: GridOptions, budget_hit: bool, n_eval: int) -> str:
+    """The failed convergence checks in words ("" when all pass)."""
+    failed = [f"estimated error {checks['error']:.2g} > tol {opts.tol:g}"
+              if checks["error"] > opts.tol else "",
+              f"resolution {checks['resolution']:.1f} < {opts.resolution:g}"
+              if checks["resolution"] < opts.resolution else "",
+              f"check ESS {checks['check_ess']:.2f} < 0.9" if checks["check_ess"] < 0.9 else "",
+              f"mass at a truncated edge {checks['boundary_mass']:.1g} > 1e-3"
+              if checks["boundary_mass"] > 1e-3 else "",
+              f"evaluation budget reached ({n_eval} of max_evaluations={opts.max_evaluations})"
+              if budget_hit else ""]
+    return "; ".join(f for f in failed if f)
+
+
 def sample_grid(
     log_like: LogLike,
-    prior: Prior,
+    prior: PriorLike,
     num_samples: int,
+    options: GridOptions | None = None,
     *,
-    initial_cells: int | None = None,
-    tol: float = 0.01,
-    resolution: float = 8.0,
-    tail_mass: float = 1e-4,
-    check_points: int = 256,
-    max_evaluations: int = 200_000,
     rng: np.random.Generator | int | None = None,
+    warn: bool = True,
+    **option_values: Any,
 ) -> GridResult:
     """Sample p(θ | x) ∝ exp(log_like(θ)) · prior(θ) from an adaptively refined grid.
+
+    Steps: tile the prior's box (:meth:`_Cells.uniform`), refine where the mass is uncertain or the
+    cells are wide (:func:`_refine_until_converged`), draw exactly from the tabulated density
+    (:func:`_draw`) and run the grid's own checks (:func:`_checks`).
 
     Arguments:
         log_like: Vectorized log-likelihood, θ (m, p) -> (m,); only called inside the prior
             support, once per refinement round with all new cell centres.
         prior: Prior over θ (see :mod:`mfinfer.priors`), with p ≤ 3 parameters.
-        num_samples: Number of samples to return.
-        initial_cells: Cells per dimension of the first grid (default 64 / 32 / 16 for
-            p = 1 / 2 / 3).
-        tol: Target for the estimated L1 error of the cell masses.
-        resolution: Target for posterior std / cell width in every dimension (8: the uniform
-            draw inside a cell inflates the variance by at most 1/768).
-        tail_mass: Posterior mass left in unrefined (lightest) cells.
-        check_points: Draws used by the importance-sampling check (``check_ess``).
-        max_evaluations: Budget of likelihood evaluations; refinement stops when it would
-            be exceeded.
+        num_samples: Number of samples to return (>= 1).
+        options: :class:`~mfinfer.inference.spec.GridOptions` (``initial_cells``, ``tol``,
+            ``resolution``, ``tail_mass``, ``check_points``, ``max_evaluations``).
         rng: Seed or generator.
+        warn: Raise a ``UserWarning`` when not converged (``method="auto"`` falls back instead).
+        **option_values: The same options as keywords, when ``options`` is None.
 
     Returns:
-        A :class:`GridResult`; a ``UserWarning`` is raised when it is not ``converged``.
+        A :class:`GridResult`.
 
     Example:
         >>> import numpy as np
@@ -156,126 +287,27 @@ def sample_grid(
         >>> res.samples.shape, res.converged
         ((1000, 1), True)
     """
+    opts = options if options is not None else GridOptions(**option_values)
+    prior = as_prior(prior)
     p = prior.dim
     if p > 3:
         raise ValueError(f"sample_grid: the grid needs p <= 3 parameters, got {p}; use "
                          "method='smc' or 'emcee'")
     if int(num_samples) < 1:
         raise ValueError(f"num_samples: expected a positive integer, got {num_samples}")
-    n0 = INITIAL_CELLS[p] if initial_cells is None else int(initial_cells)
-    if n0 < 2:
-        raise ValueError(f"initial_cells: expected at least 2 cells per dimension, got {n0}")
-    if not 0.0 < tol < 1.0 or not 0.0 <= tail_mass < 0.1 or resolution <= 0:
-        raise ValueError(f"tol in (0, 1), tail_mass in [0, 0.1) and resolution > 0 expected, got "
-                         f"{tol}, {tail_mass}, {resolution}")
     rng = np.random.default_rng(rng)
     log_post = LogPosterior(log_like, prior)
     low, high, truncated = _domain(prior, rng)
-
-    width0 = (high - low) / n0
-    axes = [low[i] + (np.arange(n0) + 0.5) * width0[i] for i in range(p)]
-    centre = np.array(np.meshgrid(*axes, indexing="ij")).reshape(p, -1).T
-    width = np.tile(width0, (len(centre), 1))
-    lp = log_post(centre)
-    n_eval = len(centre)
-    if not np.isfinite(lp).any():
-        raise ValueError("sample_grid: the log posterior is -inf at every grid point; check the "
-                         "likelihood, or raise initial_cells if the posterior is very narrow")
-    err = np.full(len(centre), np.inf)  # estimated mass error per cell; inf: never checked
-    rounds, budget_hit = 0, False
-
-    def log_mass() -> np.ndarray:
-        return lp + np.log(width).sum(1)
-
-    def moments(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(normalised masses of the cells in ``mask``, posterior std (p,) from them)."""
-        lm = log_mass()[mask]
-        m = np.exp(lm - lm.max())
-        m /= m.sum()
-        mean = m @ centre[mask]
-        var = m @ ((centre[mask] - mean) ** 2 + width[mask] ** 2 / 12)
-        return m, np.sqrt(var)
-
-    def inflation(mask: np.ndarray) -> np.ndarray:
-        """Each cell's share of the in-cell variance Σ m (w / std)² (its largest dimension)."""
-        m, std = moments(mask)
-        return m * np.max((width[mask] / std) ** 2, axis=1)
-
-    while True:
-        lm = log_mass()
-        z = lm.max() + np.log(np.exp(lm - lm.max()).sum())
-        bulk = _bulk(lm, tail_mass)
-        infl = inflation(bulk)
-        coarse = infl > (1 / resolution**2) / bulk.sum() if infl.sum() > 1 / resolution**2 else infl < 0
-        checked = np.isfinite(err)
-        total_err = float(err[checked].sum())
-        unchecked = bulk & ~checked
-        if total_err <= tol and not unchecked.any() and not coarse.any():
-            break
-        # Split the cells that carry the error, that were never checked, or that are too wide.
-        split = unchecked | (checked & (err > tol / max(1, checked.sum())))
-        split[np.flatnonzero(bulk)[coarse]] = True
-        kids = _children(centre[split], width[split])
-        if n_eval + len(kids) > max_evaluations:
-            budget_hit = True
-            break
-        kid_lp = log_post(kids)
-        n_eval += len(kids)
-        rounds += 1
-        kid_width = np.repeat(width[split] / 2, 2**p, axis=0)
-        kid_lm = (kid_lp + np.log(kid_width).sum(1)).reshape(-1, 2**p)
-        parent = np.exp(lm[split] - z)
-        with np.errstate(invalid="ignore"):  # -inf - (-inf) for empty families
-            children = np.exp(kid_lm - z).sum(1)
-        delta = np.abs(parent - children)
-        kid_err = np.repeat(delta / (3 * 2**p), 2**p)
-        keep = ~split
-        centre = np.concatenate([centre[keep], kids])
-        width = np.concatenate([width[keep], kid_width])
-        lp = np.concatenate([lp[keep], kid_lp])
-        err = np.concatenate([err[keep], kid_err])
-
-    lm = log_mass()
-    z = lm.max() + np.log(np.exp(lm - lm.max()).sum())
-    mass = np.exp(lm - z)
-    bulk = _bulk(lm, tail_mass)
-    res_ratio = float(1 / np.sqrt(inflation(bulk).sum()))
-    checked = np.isfinite(err)
-    total_err = float(err[checked].sum() + mass[~checked].sum())
-    at_edge = np.zeros(len(centre), dtype=bool)
-    for i in np.flatnonzero(truncated):
-        at_edge |= (centre[:, i] - width[:, i] <= low[i]) | (centre[:, i] + width[:, i] >= high[i])
-    boundary = float(mass[at_edge].sum())
-
-    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
-        cells = rng.choice(len(mass), size=n, p=mass / mass.sum())
-        return centre[cells] + (rng.random((n, p)) - 0.5) * width[cells], cells
-
-    samples, _ = draw(int(num_samples))
-    check, cells = draw(check_points)
-    check_lp = log_post(check)
-    n_eval += check_points
-    check_ess = _ess_fraction(check_lp - lp[cells])
-    converged = bool(total_err <= tol and res_ratio >= resolution and check_ess >= 0.9
-                     and boundary <= 1e-3 and not budget_hit)
-    if not converged:
-        warnings.warn(
-            f"sample_grid: not converged (estimated error {total_err:.2g} vs tol {tol:g}, "
-            f"resolution {res_ratio:.1f} vs {resolution:g}, check ESS {check_ess:.2f} vs 0.9, "
-            f"mass at a truncated edge {boundary:.1g}, {n_eval} evaluations of "
-            f"{max_evaluations}); raise max_evaluations or initial_cells, or use method='smc'",
-            stacklevel=2,
-        )
-    return GridResult(
-        samples=np.ascontiguousarray(samples),
-        num_cells=len(centre),
-        num_evaluations=n_eval,
-        rounds=rounds,
-        error=total_err,
-        resolution=res_ratio,
-        boundary_mass=boundary,
-        check_ess=check_ess,
-        log_evidence=float(z),
-        converged=converged,
-    )
-
+    n0 = INITIAL_CELLS[p] if opts.initial_cells is None else opts.initial_cells
+    cells = _Cells.uniform(low, high, n0, log_post)
+    rounds, n_eval, budget_hit = _refine_until_converged(cells, log_post, opts)
+    samples, _ = _draw(cells, int(num_samples), rng)
+    checks = _checks(cells, log_post, opts, low, high, truncated, rng)
+    n_eval += opts.check_points
+    reason = _failed(checks, opts, budget_hit, n_eval)
+    if reason and warn:
+        warnings.warn(f"sample_grid: not converged ({reason}); raise max_evaluations or "
+                      "initial_cells, or use method='smc'", stacklevel=2)
+    return GridResult(samples=np.ascontiguousarray(samples), num_cells=len(cells),
+                      num_evaluations=n_eval, rounds=rounds, log_evidence=cells.log_norm(),
+                      converged=not reason, reason=reason, **checks)

@@ -17,10 +17,12 @@ import numpy as np
 
 from mfinfer._validation import as_matrix
 from mfinfer.errors import InputError
+from mfinfer.inference.ensemble import MCMCResult, sample_emcee
 from mfinfer.inference.grid import GridResult
-from mfinfer.inference.mcmc import MCMCResult, sample_posterior
 from mfinfer.inference.potential import LogLike, LogPosterior
+from mfinfer.inference.sampling import method_used, resolve_spec, sample_posterior
 from mfinfer.inference.smc import SMCResult
+from mfinfer.inference.spec import EmceeOptions, PosteriorSpec
 from mfinfer.inference.storage import (
     FORMAT_VERSION,
     grid_summary,
@@ -30,7 +32,7 @@ from mfinfer.inference.storage import (
     save_posterior,
     smc_summary,
 )
-from mfinfer.priors import Prior
+from mfinfer.priors import Prior, PriorLike, as_prior
 
 __all__ = ["Posterior"]
 
@@ -56,16 +58,16 @@ class Posterior:
     Example:
         >>> import numpy as np
         >>> from mfinfer.priors import BoxUniform
-        >>> post = Posterior.from_mcmc(lambda t: -0.5 * np.sum(t**2, axis=1),
-        ...                            BoxUniform((-5.0,), (5.0,)), 500, rng=0, progress=False)
-        >>> post.samples.shape
-        (500, 1)
+        >>> post = Posterior.from_spec(lambda t: -0.5 * np.sum(t**2, axis=1),
+        ...                            BoxUniform((-5.0,), (5.0,)), 500, rng=0)
+        >>> post.samples.shape, post.metadata["sampler"]["method"]
+        ((500, 1), 'grid')
     """
 
     def __init__(
         self,
         samples: np.ndarray,
-        prior: Prior | None = None,
+        prior: PriorLike | None = None,
         log_like: LogLike | None = None,
         *,
         log_probs: np.ndarray | None = None,
@@ -80,6 +82,7 @@ class Posterior:
             samples = samples[:, None]
         samples = as_matrix(samples, None, "samples")
         p = samples.shape[1]
+        prior = None if prior is None else as_prior(prior)
         if prior is not None and prior.dim != p:
             raise InputError(f"prior: dim {prior.dim} does not match samples (n, {p})")
         if prior is not None:
@@ -110,43 +113,54 @@ class Posterior:
         self.metadata = dict(metadata or {})
 
     @classmethod
-    def from_mcmc(
+    def from_spec(
         cls,
         log_like: LogLike,
         prior: Prior,
-        num_samples: int,
+        num_samples: int | None = None,
         *,
+        spec: PosteriorSpec | None = None,
         labels: Sequence[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
-        **mcmc_kwargs: Any,
+        rng: np.random.Generator | int | None = None,
+        progress: bool = True,
+        initial: np.ndarray | None = None,
+        **options: Any,
     ) -> Posterior:
-        """Run :func:`~mfinfer.inference.mcmc.sample_posterior` and wrap the result.
+        """Sample with :func:`~mfinfer.inference.sampling.sample_posterior` and wrap the result.
+
+        The diagnostics go to ``grid``, ``smc`` or ``mcmc`` (emcee), whichever sampler ran, and
+        ``metadata["sampler"]`` records it: ``{"method": used, "requested": spec.method,
+        "fallback": why auto chose SMC or None, "converged": ..., "spec": spec.to_dict()}``.
 
         Arguments:
             log_like: Vectorized log-likelihood (m, p) -> (m,).
             prior: Prior over θ.
-            num_samples: Number of samples to draw.
+            num_samples: Number of samples (default: the spec's).
+            spec: The posterior spec (default ``PosteriorSpec()``, ``method="auto"``).
             labels: Parameter names.
             metadata: JSON-serialisable extra information.
-            **mcmc_kwargs: Passed to ``sample_posterior`` (``method``, ``num_walkers``, ``rng``,
-                ``initial``, ``max_steps``, ``progress``, ...); with ``method="smc"`` or
-                ``"grid"`` the diagnostics go to ``smc`` or ``grid`` instead of ``mcmc``.
+            rng, progress, initial: see ``sample_posterior``.
+            **options: ``method`` and flat sampler options, replacing the spec's.
         """
-        res = sample_posterior(log_like, prior, num_samples, **mcmc_kwargs)
+        spec = resolve_spec(spec, num_samples, **options)
+        res = sample_posterior(log_like, prior, spec=spec, rng=rng, progress=progress,
+                               initial=initial)
+        used = method_used(res)
+        record = {"method": used, "requested": spec.method,
+                  "fallback": res.fallback if isinstance(res, SMCResult) else None,
+                  "converged": bool(res.converged), "spec": spec.to_dict()}
+        meta = {**(metadata or {}), "sampler": record}
         if isinstance(res, SMCResult):
             return cls(res.samples, prior, log_like, log_probs=res.log_prob, smc=res,
-                       labels=labels, metadata=metadata)
+                       labels=labels, metadata=meta)
         if isinstance(res, GridResult):  # no exact log posterior per sample: computed on demand
-            return cls(res.samples, prior, log_like, grid=res, labels=labels, metadata=metadata)
-        return cls(
-            res.samples,
-            prior,
-            log_like,
-            log_probs=res.log_prob,
-            mcmc=res,
-            labels=labels,
-            metadata=metadata,
-        )
+            return cls(res.samples, prior, log_like, grid=res, labels=labels, metadata=meta)
+        return cls(res.samples, prior, log_like, log_probs=res.log_prob, mcmc=res, labels=labels,
+                   metadata=meta)
+
+    #: The former name of :meth:`from_spec`.
+    from_mcmc = from_spec
 
     # ---------------------------------------------------------------- evaluation
 
@@ -210,15 +224,8 @@ class Posterior:
         else:  # too few: a small ball around the best one
             lp = self.log_probs if self.log_probs is not None else self.log_prob(self.samples)
             start = self.samples[int(np.argmax(lp))]
-        res = sample_posterior(
-            self.log_like,
-            self.prior,
-            n - len(self.samples),
-            num_walkers=walkers,
-            rng=rng,
-            initial=start,
-            progress=False,
-        )
+        res = sample_emcee(self.log_like, self.prior, n - len(self.samples),
+                           EmceeOptions(num_walkers=walkers), rng=rng, initial=start, progress=False)
         lp_old = self.log_probs if self.log_probs is not None else self.log_prob(self.samples)
         self.samples = np.concatenate([self.samples, res.samples])
         self.log_probs = np.concatenate([lp_old, res.log_prob])
@@ -259,7 +266,10 @@ class Posterior:
             return x0
         from scipy.optimize import minimize
 
-        low, high = self.prior.bounds
+        try:
+            low, high = self.prior.bounds
+        except InputError:  # a support without bounds (e.g. a simplex): unbounded search
+            low, high = np.full(len(x0), -np.inf), np.full(len(x0), np.inf)
         bounds = [
             (lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None)
             for lo, hi in zip(low, high, strict=True)

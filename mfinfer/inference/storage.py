@@ -23,8 +23,8 @@ from numpy.lib.npyio import NpzFile
 
 from mfinfer.errors import CorruptFileError
 from mfinfer.files import atomic_write_pair, open_pair
+from mfinfer.inference.ensemble import MCMCResult
 from mfinfer.inference.grid import GridResult
-from mfinfer.inference.mcmc import MCMCResult
 from mfinfer.inference.potential import LogLike
 from mfinfer.inference.smc import SMCResult
 from mfinfer.priors import Prior, prior_from_config
@@ -77,6 +77,11 @@ def smc_summary(smc: SMCResult) -> dict:
         "stage_ess": smc.stage_ess.tolist(),
         "stage_acceptance": smc.stage_acceptance.tolist(),
         "stage_moves": smc.stage_moves.tolist(),
+        "stage_moved": smc.stage_moved.tolist(),
+        "stage_correlation": smc.stage_correlation.tolist(),
+        "stage_scale": smc.stage_scale.tolist(),
+        "reason": smc.reason,
+        "fallback": smc.fallback,
     }
 
 
@@ -84,7 +89,7 @@ def grid_summary(grid: GridResult) -> dict:
     """The JSON part of a :class:`GridResult`: its scalar diagnostics."""
     return {k: getattr(grid, k) for k in ("num_cells", "num_evaluations", "rounds", "error",
                                           "resolution", "boundary_mass", "check_ess",
-                                          "log_evidence", "converged")}
+                                          "log_evidence", "converged", "reason")}
 
 
 def posterior_paths(path: str | os.PathLike) -> tuple[Path, Path]:
