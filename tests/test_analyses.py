@@ -1,25 +1,43 @@
-"""The analyses: the power results table, the notebooks' format and the configs."""
+"""The analyses: the power results table, ``--table-only`` on a fresh clone (never writes less than
+the committed results), the choice of the notebooks' run, the notebooks' format and the configs.
+The notebooks' executions are in ``test_notebooks.py``."""
 
-import importlib.util
+import hashlib
+import importlib
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from analyses.common import MissingRuns, choose_run, lost_parts
 from mfinfer.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(ROOT.glob("analyses/*/notebook.ipynb"))
-CONFIGS = sorted(ROOT.glob("analyses/*/config.yaml"))
+CONFIGS = sorted([*ROOT.glob("analyses/*/config.yaml"), *ROOT.glob("analyses/*/quick.yaml")])
+#: what each analysis' --table-only would rewrite (committed): the files under analyses/<name>/
+COMMITTED = {"power": ["results.md"], "higgs4l": ["results.md"],
+             "lorenz": ["results.json", "results.md", "calibration.png", "corner_points_0.png"]}
 
 
 def _power_run_module():
-    path = ROOT / "analyses" / "power" / "run.py"
-    spec = importlib.util.spec_from_file_location("power_run", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("analyses.power.run")
+
+
+def _digest(paths):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+
+
+@pytest.fixture
+def fresh_clone(tmp_path, monkeypatch):
+    """A working directory like a fresh clone's root: the analyses, no runs/ directory."""
+    (tmp_path / "analyses").symlink_to(ROOT / "analyses")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
 
 
 def _metrics(seed, af_mmd, mflow_mmd, af_dist, mflow_rec):
@@ -98,3 +116,81 @@ def test_calibration_config_loads(path):
 
     campaign = load_campaign(path)
     assert campaign.calibration.n_observations >= 1
+
+
+@pytest.mark.parametrize("name", sorted(COMMITTED))
+def test_table_only_on_a_fresh_clone_writes_nothing(name, fresh_clone, capsys):
+    """No run directories: exit 2, one line naming what is missing and the commands (the full run
+    and the quick one), and the results it would have replaced keep their bytes."""
+    committed = [ROOT / "analyses" / name / f for f in COMMITTED[name]]
+    before = _digest(committed)
+    out = fresh_clone / "out"
+    out.mkdir()
+    for f in committed:  # the committed results, where --out points
+        shutil.copy(f, out / f.name)
+    target = out if name == "lorenz" else out / "results.md"
+    module = importlib.import_module(f"analyses.{name}.run")
+    assert module.main(["--table-only", "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: analyses/{name}: --table-only wrote nothing")
+    assert f"`python -m analyses.{name}.run" in err and f"`python -m analyses.{name}.run --quick`" in err
+    assert "runs/" in err  # the missing run directories
+    assert _digest([out / f.name for f in committed]) == before
+    assert _digest(committed) == before
+    assert not (fresh_clone / "runs").exists() or not any((fresh_clone / "runs").rglob("*.md"))
+
+
+def test_table_only_as_a_script(fresh_clone):
+    """``python analyses/power/run.py`` reruns itself as ``python -m analyses.power.run``."""
+    out = fresh_clone / "results.md"
+    done = subprocess.run([sys.executable, "analyses/power/run.py", "--table-only", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    errors = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in done.stderr  # (other lines: config warnings)
+    assert "python -m analyses.power.run --quick" in errors[0]
+    assert not out.exists()
+
+
+def test_lorenz_table_only_names_the_stages_it_would_lose():
+    run = importlib.import_module("analyses.lorenz.run")
+    cfg = load_config(ROOT / run.DEFAULT_CONFIG)
+    old = {"unconditional": {"floor": 0.1},
+           "variants": {"points": {"extras": {}, "calibration": {}}, "snippets": {"nle": {}}}}
+    new = {"variants": {"points": {"extras": {}}}}
+    assert lost_parts(old, new) == ["unconditional", "variants/points/calibration",
+                                    "variants/snippets"]
+    err = run.missing_runs(old, new, cfg, list(run.VARIANTS), Path("runs/lorenz-unconditional"),
+                           ["points"])
+    assert isinstance(err, MissingRuns)
+    assert err.missing == ["runs/lorenz-unconditional/summary.json",
+                           str(run.extras_dir(cfg) / "calibration/summary.json"),
+                           "runs/lorenz-snippets/seed_0/metrics.json"]
+    assert err.command == ("python -m analyses.lorenz.run --stage unconditional --stage pipeline "
+                           "--stage sbi --stage extras --stage calibrate --stage ablation "
+                           "--stage table --variants points snippets")
+    assert err.quick is None  # a partial rebuild: the quick run is no alternative
+    assert run.missing_runs(old, old, cfg, list(run.VARIANTS), Path("u"), ["points"]) is None
+
+
+def test_notebooks_choose_the_full_run_else_the_quick_one(tmp_path):
+    full, quick = tmp_path / "full", tmp_path / "quick"
+    run, is_quick, message = choose_run(full, quick, "make-full", "make-quick")
+    assert (run, is_quick) == (quick, True)
+    assert "QUICK run" in message and "`make-full`" in message and "runs now (`make-quick`" in message
+    (quick / "seed_0").mkdir(parents=True)
+    (quick / "seed_0" / "metrics.json").write_text("{}")
+    run, is_quick, message = choose_run(full, quick, "make-full", "make-quick")
+    assert is_quick and "runs now" not in message
+    (full / "seed_2").mkdir(parents=True)
+    (full / "seed_2" / "metrics.json").write_text("{}")
+    run, is_quick, message = choose_run(full, quick, "make-full", "make-quick")
+    assert (run, is_quick) == (full, False) and "full run" in message and "[2]" in message
+
+
+def test_analyses_have_no_sys_path_edits():
+    sources = [*ROOT.glob("analyses/**/*.py"), *ROOT.glob("tests/*.py"), *ROOT.glob("benchmarks/*.py")]
+    offenders = [str(p.relative_to(ROOT)) for p in sources
+                 if "sys.path." + "insert" in p.read_text() or "sys.path." + "append" in p.read_text()]
+    offenders += [str(p.relative_to(ROOT)) for p in NOTEBOOKS if "sys.path" in p.read_text()]
+    assert offenders == []
