@@ -201,6 +201,7 @@ def cmd_infer(args: argparse.Namespace) -> None:
     action = "drop" if args.on_manifold_only else "strict" if args.strict else "report"
     for s in cfg.seeds:
         run = _run(cfg, s, args)
+        run.check_trained(args.config)  # simulations and trained models, or how to make them
         with warnings.catch_warnings():  # printed below, from the posteriors' records
             warnings.simplefilter("ignore", OffManifoldWarning)
             run.infer(x_obs=x, tag=tag, force=args.force, gate=action)

@@ -93,6 +93,36 @@ class RunDirectory:
         """``posteriors/point_<k>/<model>.npz`` (its JSON sidecar next to it)."""
         return self.dir / "posteriors" / f"point_{k}" / f"{path_name(name)}.npz"
 
+    def check_trained(self, config_path: str | Path) -> None:
+        """Refuse to infer in a run that lacks its simulations or trained models.
+
+        Arguments:
+            config_path: the config file, named in the commands of the message; a ``quick.yaml``
+                next to it is offered as the quick alternative.
+
+        Raises:
+            InputError: naming every missing part (``data/train.npz``, each model's ``final/``),
+                the commands that make them and the quick alternative.
+        """
+        from mfinfer.errors import InputError
+
+        missing = []
+        if self.config.simulator is not None and not self.data_path(None).is_file():
+            missing.append("simulations (data/train.npz)")
+        untrained = [m.name for m in self.config.models
+                     if not (self.model_dir(m) / "final" / "model.json").is_file()]
+        if untrained:
+            missing.append(f"trained models {untrained} (models/<name>/final)")
+        if not missing:
+            return
+        quick = Path(config_path).with_name("quick.yaml")
+        alternative = (f", or try a quick run of a few minutes: `mfinfer run {quick}`, then `mfinfer "
+                       f"infer {quick} ...`" if quick.is_file() and
+                       quick.resolve() != Path(config_path).resolve() else "")
+        raise InputError(f"{self.dir}: infer needs the run's {' and '.join(missing)}, which are missing; "
+                         f"make them with `mfinfer simulate {config_path}` then `mfinfer train "
+                         f"{config_path}` (training is the long part){alternative}")
+
     def _write_provenance(self) -> None:
         # the config of the latest pass; where the directory lives and the other seeds don't matter
         record = {k: v for k, v in self.config.to_dict().items() if k not in ("output_dir", "seeds")}

@@ -194,3 +194,21 @@ def test_analyses_have_no_sys_path_edits():
                  if "sys.path." + "insert" in p.read_text() or "sys.path." + "append" in p.read_text()]
     offenders += [str(p.relative_to(ROOT)) for p in NOTEBOOKS if "sys.path" in p.read_text()]
     assert offenders == []
+
+
+def test_infer_on_a_fresh_clone_names_what_is_missing(tmp_path, capsys):
+    """``mfinfer infer`` with no run: one line naming the simulations AND the trained models, the
+    commands that make them and the analysis' quick alternative."""
+    import numpy as np
+
+    from mfinfer.cli import main
+
+    events = tmp_path / "events.npz"
+    np.savez(events, x=np.random.default_rng(0).normal(size=(5, 38)))
+    config = "analyses/higgs4l/config.yaml"
+    rc = main(["infer", str(ROOT / config), "--events", str(events), "--output-dir", str(tmp_path)])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]
+    assert rc == 2 and len(err) == 1
+    for part in ("simulations (data/train.npz)", "trained models ['AF', 'M-flow']",
+                 "mfinfer simulate", "mfinfer train", f"mfinfer run {ROOT / 'analyses/higgs4l/quick.yaml'}"):
+        assert part in err[0], part
