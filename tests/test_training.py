@@ -144,12 +144,12 @@ def test_resume_starts_from_the_saved_epoch_and_ends_bit_identical(tmp_path, mon
     nll = PHASES["nll"]
 
     def counting(crash_at: int | None):
-        def loss(m, xb, tb, w):
+        def density(m, xb, tb):
             calls["n"] += 1
             if crash_at is not None and calls["n"] > crash_at:
                 raise KeyboardInterrupt("simulated crash")
-            return nll.loss(m, xb, tb, w)
-        return Phase("nll", "all", loss)
+            return nll.density(m, xb, tb)
+        return Phase("nll", "all", density)
 
     # each epoch: n_batches training calls + 1 validation call; crash in the first batch of epoch 3
     monkeypatch.setitem(PHASES, "nll", counting(crash_at=2 * (n_batches + 1)))

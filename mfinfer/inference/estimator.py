@@ -52,9 +52,11 @@ class LikelihoodEstimator:
         self._theta: list[np.ndarray] = []
         self._x: list[np.ndarray] = []
         self._weights: list[np.ndarray | None] = []
+        self._score: list[np.ndarray | None] = []
         self.history: list[dict] = []
 
-    def append_simulations(self, theta: Any, x: Any, weights: Any = None) -> LikelihoodEstimator:
+    def append_simulations(self, theta: Any, x: Any, weights: Any = None,
+                           score: Any = None) -> LikelihoodEstimator:
         """Add simulations; returns self for chaining.
 
         Arguments:
@@ -63,6 +65,8 @@ class LikelihoodEstimator:
             weights: Event weights, shape (n,), negative ones allowed; training then minimises
                 the weighted mean loss Σ w_i ℓ_i / Σ w_i (see ``mfinfer.training.train``). None:
                 weight 1 (also for these rows when other appends have weights).
+            score: Joint scores t = ∇θ log p(x, z|θ), shape (n, p) (``simulate(n, rng,
+                score=True)``), for training with ``score_weight > 0``; every append then needs them.
 
         Raises:
             InputError: a shape does not match the model, the row counts differ, a row holds
@@ -88,9 +92,14 @@ class LikelihoodEstimator:
                 raise InputError(f"weights: {bad.size} of {len(w)} weights are NaN or inf (rows "
                                  f"{bad[:5].tolist()}); fix or drop those events")
             weights = w
+        if score is not None:
+            score = as_matrix(score, self.model.param_dim, "score")
+            if len(score) != len(x):
+                raise InputError(f"score: expected {len(x)} rows, one per event, got {len(score)}")
         self._theta.append(theta)
         self._x.append(x)
         self._weights.append(weights)
+        self._score.append(score)
         return self
 
     def train(
@@ -116,8 +125,14 @@ class LikelihoodEstimator:
         if any(w is not None for w in self._weights):
             weights = np.concatenate([np.ones(len(xs)) if w is None else w
                                       for xs, w in zip(self._x, self._weights, strict=True)])
+        score = None
+        if config.score_weight > 0:
+            if any(t is None for t in self._score):
+                raise InputError("score: score_weight > 0 needs the joint scores of every append: "
+                                 "append_simulations(theta, x, score=t)")
+            score = np.concatenate(self._score)
         self.history = train(self.model, x, theta, config, run_dir=run_dir, resume=resume,
-                             weights=weights)
+                             weights=weights, score=score)
         return self
 
     def build_posterior(self, mode: str = "manifold", **mcmc_kwargs: Any) -> LikelihoodPosterior:

@@ -1,4 +1,5 @@
-"""Training data checks (events, parameters, event weights) and the train/validation split."""
+"""Training data checks (events, parameters, event weights, joint scores) and the train/validation
+split."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def check_training_data(
     param_dim: int,
     drop_invalid: bool = False,
     weights: np.ndarray | Tensor | None = None,
-) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    score: np.ndarray | Tensor | None = None,
+) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
     """Validate training events, parameters and event weights; return them as float64 tensors.
 
     Args:
@@ -31,9 +33,11 @@ def check_training_data(
         drop_invalid: drop rows with NaN/inf (in x, θ or the weight; with a warning giving the
             count) instead of raising.
         weights: event weights, (n,), or None. Negative weights are allowed; the total must be > 0.
+        score: joint scores ∇θ log p(x, z|θ), (n, p) like θ, or None (NaN/inf rows are dropped
+            or refused like those of x).
 
     Returns:
-        ``(x, theta, weights)``.
+        ``(x, theta, weights, score)``.
 
     Raises:
         InputError: wrong shapes, NaN/inf rows (with their number) when ``drop_invalid`` is False,
@@ -64,7 +68,17 @@ def check_training_data(
         if bad_w.size and not drop_invalid:
             raise InputError(f"weights: {bad_w.size} of {len(x)} weights are NaN or inf (rows "
                              f"{bad_w[:5].tolist()}); fix them, or pass drop_invalid=True to drop those rows")
+    if score is not None:
+        if theta is None:
+            raise InputError("score: the model is unconditional (param_dim=0): there is no θ to "
+                             "differentiate; drop the score")
+        score = as_matrix(score, None, "score", finite=False, allow_row=False, min_rows=0)
+        if score.shape != theta.shape:
+            raise InputError(f"score: expected shape {theta.shape}, one ∇θ log p row per θ row, got "
+                             f"{score.shape}")
     bad = np.union1d(nonfinite_rows(x), nonfinite_rows(theta) if theta is not None else [])
+    if score is not None:
+        bad = np.union1d(bad, nonfinite_rows(score))
     if weights is not None:
         bad = np.union1d(bad, np.flatnonzero(~np.isfinite(weights)))
     if bad.size:
@@ -78,6 +92,7 @@ def check_training_data(
         x = x[keep]
         theta = theta[keep] if theta is not None else None
         weights = weights[keep] if weights is not None else None
+        score = score[keep] if score is not None else None
     if len(x) < 2:
         raise InputError(f"training data: need at least 2 valid rows, got {len(x)}")
     if weights is not None and not weights.sum() > 0:
@@ -85,7 +100,8 @@ def check_training_data(
                          f"({int((weights < 0).sum())} of {len(weights)} weights negative); check the "
                          "weight branch and its sign convention")
     return (torch.as_tensor(x), None if theta is None else torch.as_tensor(theta),
-            None if weights is None else torch.as_tensor(weights))
+            None if weights is None else torch.as_tensor(weights),
+            None if score is None else torch.as_tensor(score))
 
 
 def normalised_weights(weights: Tensor | None, idx: Tensor, part: str) -> Tensor | None:

@@ -67,6 +67,8 @@ class TrainConfig:
         patience: epochs without validation improvement before a segment stops (None: never), >= 1.
         mse_weight: weight of the reconstruction MSE in the M and S phases (the MSE is taken in
             standardised coordinates, so GeV-scale and angle columns count alike), >= 0.
+        score_weight: weight w_s of the score term w_s ‖∇θ log p̂(x|θ) − t‖² added to each event's
+            NLL (SCANDAL; :mod:`mfinfer.training.phases`); > 0 needs ``train(..., score=t)``, >= 0.
         standardize: fit the model's fixed input standardisation (mean, std per column) to the
             training data first; False keeps the identity (data already of order one).
         seed: seeds the split and the batch order, >= 0.
@@ -91,6 +93,7 @@ class TrainConfig:
     validation_fraction: float = field(default=0.25, metadata={"min": 0, "lt": 1})
     patience: int | None = field(default=10, metadata={"min": 1})
     mse_weight: float = field(default=1000.0, metadata={"min": 0})
+    score_weight: float = field(default=0.0, metadata={"min": 0})
     standardize: bool = True
     seed: int = field(default=0, metadata={"min": 0})
     device: str = "auto"
@@ -111,7 +114,7 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[Tensor]:
 
 def _evaluate(
     model: Flow, loss, x: Tensor, theta: Tensor | None, batch_size: int, mse_weight: float,
-    weights: Tensor | None = None,
+    weights: Tensor | None = None, score: Tensor | None = None, score_weight: float = 0.0,
 ) -> float:
     """The mean loss over x (weighted by ``weights`` normalised to mean one, if given)."""
     if len(x) == 0:
@@ -119,17 +122,20 @@ def _evaluate(
     total = 0.0
     with torch.no_grad():  # the S loss's Jacobian uses forward-mode AD, which needs no graph
         for idx in torch.arange(len(x)).split(max(batch_size, 1000)):
-            total += _loss(loss, model, x, theta, idx, mse_weight, weights).item() * len(idx)
+            total += _loss(loss, model, x, theta, idx, mse_weight, weights, score,
+                           score_weight).item() * len(idx)
     return total / len(x)
 
 
 def _loss(loss, model: Flow, x: Tensor, theta: Tensor | None, idx: Tensor, mse_weight: float,
-          weights: Tensor | None) -> Tensor:
-    """A phase's loss on the rows ``idx`` (weighted when ``weights`` is given)."""
+          weights: Tensor | None, score: Tensor | None = None, score_weight: float = 0.0) -> Tensor:
+    """A phase's loss on the rows ``idx`` (weighted when ``weights`` is given; with the score term
+    when ``score_weight > 0``)."""
     t = None if theta is None else theta[idx]
-    if weights is None:
-        return loss(model, x[idx], t, mse_weight)
-    return loss(model, x[idx], t, mse_weight, weights=weights[idx])
+    extra: dict[str, Any] = {} if weights is None else {"weights": weights[idx]}
+    if score is not None and score_weight > 0:
+        extra.update(score=score[idx], score_weight=score_weight)
+    return loss(model, x[idx], t, mse_weight, **extra)
 
 
 def train(
@@ -141,6 +147,7 @@ def train(
     resume: bool = False,
     drop_invalid: bool = False,
     weights: np.ndarray | Tensor | None = None,
+    score: np.ndarray | Tensor | None = None,
 ) -> list[dict]:
     """Train ``model`` on events x (n, D) simulated at θ (n, p); returns the per-epoch history.
 
@@ -152,6 +159,8 @@ def train(
         resume: continue from ``run_dir/checkpoint.pt`` if it exists.
         drop_invalid: drop NaN/inf rows with a warning instead of raising.
         weights: event weights (n,), negative ones allowed (see the module docstring); None: all 1.
+        score: joint scores t = ∇θ log p(x, z|θ) (n, p) from the simulator
+            (``simulate(n, rng, score=True)``); used when ``config.score_weight > 0``.
 
     Raises:
         ValueError: bad data (shapes, NaN/inf, weights whose total is not positive).
@@ -164,8 +173,16 @@ def train(
     schedule = cfg.schedule or model.default_schedule
     device = resolve_device(cfg.device)
     dtype = next(model.parameters()).dtype
-    x, theta, w = check_training_data(x, theta, model.data_dim, model.param_dim, drop_invalid, weights)
+    if cfg.score_weight > 0 and score is None:
+        raise ConfigError(f"score_weight: {cfg.score_weight} needs the joint scores: pass score=t "
+                          "(simulate(n, rng, score=True) gives them), or set score_weight=0")
+    score = score if cfg.score_weight > 0 else None
+    x, theta, w, t_score = check_training_data(x, theta, model.data_dim, model.param_dim, drop_invalid,
+                                               weights, score)
     data_sha256 = array_digest(x, theta)  # the data as given, before the cast to the model's dtype
+    if t_score is not None:
+        data_sha256 = array_digest(x, theta, t_score)
+        t_score = t_score.to(device, dtype)
     weights_sha256 = None if w is None else array_digest(w)
     x, theta = x.to(device, dtype), None if theta is None else theta.to(device, dtype)
     model.to(device)
@@ -195,7 +212,7 @@ def train(
         atomic_write_json(cfg_record, run_dir / "train_config.json")
 
     while state["segment"] < len(plan):
-        _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_path, w_split)
+        _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_path, w_split, t_score)
     return state["history"]
 
 
@@ -252,7 +269,8 @@ def _load_checkpoint(ckpt_path: Path, device: torch.device) -> dict[str, Any]:
     return state
 
 
-def _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_path, weights=None) -> None:
+def _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_path, weights=None,
+                 score=None) -> None:
     weights = weights or {}
     w_train, w_val = weights.get("train"), weights.get("val")
     seg = state["segment"]
@@ -285,7 +303,8 @@ def _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_pat
             batches = _batches(len(train_idx), cfg.batch_size, cfg.seed, global_epoch + epoch)
             for b, batch in enumerate(batches):
                 idx = train_idx[batch]
-                loss = _loss(PHASES[p].loss, model, x, theta, idx, cfg.mse_weight, w_train)
+                loss = _loss(PHASES[p].loss, model, x, theta, idx, cfg.mse_weight, w_train, score,
+                             cfg.score_weight)
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(
                         f"loss is {loss.item()} in phase {p}, epoch {global_epoch + epoch}, batch {b}; "
@@ -308,7 +327,8 @@ def _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_pat
             record[f"lr_{p}"] = opts[p].param_groups[0]["lr"]
         model.eval()
         val = sum(_evaluate(model, PHASES[p].loss, x[val_idx], None if theta is None else theta[val_idx],
-                            cfg.batch_size, cfg.mse_weight, None if w_val is None else w_val[val_idx])
+                            cfg.batch_size, cfg.mse_weight, None if w_val is None else w_val[val_idx],
+                            None if score is None else score[val_idx], cfg.score_weight)
                   for p in phases)
         record["val"] = val
         state["history"].append(record)
