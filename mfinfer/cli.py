@@ -17,6 +17,7 @@ import contextlib
 import difflib
 import logging
 import sys
+import time
 import traceback
 import zipfile
 import zlib
@@ -27,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from mfinfer.config import RunConfig, load_config
-from mfinfer.errors import CorruptFileError, InputError, MfinferError, MissingKeyError
+from mfinfer.errors import ConfigError, CorruptFileError, InputError, MfinferError, MissingKeyError
+from mfinfer.summaries import final_line, train_line
 
 __all__ = ["main"]
 
@@ -36,7 +38,7 @@ def _config(args: argparse.Namespace) -> RunConfig:
     """The config with the command line's overrides, validated as a whole."""
     overrides = {key: value for key, value in (("seeds", args.seeds), ("device", args.device),
                                                ("output_dir", args.output_dir)) if value is not None}
-    return load_config(args.config, overrides)
+    return load_config(args.config, overrides, settings=dict(args.set))
 
 
 def _run(config: RunConfig, seed: int, args: argparse.Namespace):
@@ -54,13 +56,15 @@ def _simulator(cfg: RunConfig) -> Any:
 def cmd_run(args: argparse.Namespace) -> None:
     from mfinfer.pipeline import run_all
 
-    cfg = _config(args)
+    t0, cfg = time.perf_counter(), _config(args)
     summary = run_all(cfg, tuple(args.stages), workers=args.workers, progress=not args.quiet,
                       scheduler=args.scheduler, force=args.force)
-    print(format_summary(summary, cfg))
+    if summary:
+        print(format_summary(summary, cfg) + "\n")
     base = Path(cfg.output_dir) / cfg.name
-    print(f"\nrun directory: {base}  (summary.json, seed_*/metrics.json, seed_*/timings.json, "
-          "seed_*/plots/corner_point_*.png)")
+    print(final_line("run", f"{' '.join(args.stages)} for seed(s) {list(cfg.seeds)}; run directory {base} "
+                     "(summary.json, seed_*/metrics.json, seed_*/timings.json, seed_*/plots/)",
+                     time.perf_counter() - t0))
 
 
 def format_summary(summary: dict, cfg: RunConfig) -> str:
@@ -80,8 +84,11 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         if given:
             raise InputError(f"--{', --'.join(given)}: apply only with --out FILE (a sample file); "
                              "without --out the config's training and observed data are simulated")
-        for s in cfg.seeds:
-            _run(cfg, s, args).simulate()
+        t0 = time.perf_counter()
+        written = sum(_run(cfg, s, args).simulate() for s in cfg.seeds)
+        total = len(cfg.seeds) * (1 + len(cfg.observed.theta))
+        print(final_line("simulate", f"wrote {written} of {total} data file(s), the others current, in "
+                         f"{Path(cfg.output_dir) / cfg.name}/seed_*/data", time.perf_counter() - t0))
         return
     out = Path(args.out)
     if out.suffix not in (".root", ".npz"):
@@ -113,10 +120,16 @@ def cmd_train(args: argparse.Namespace) -> None:
         near = difflib.get_close_matches(args.model, names, n=len(names), cutoff=0.0)
         raise InputError(f"--model: no model named {args.model!r} in {args.config}; its models are "
                          f"(nearest first) {near}")
+    t0, trained, total = time.perf_counter(), 0, 0
     for s in cfg.seeds:
         run = _run(cfg, s, args)
         run.simulate()
-        run.train(only=args.model, force=args.force)
+        for record in run.train(only=args.model, force=args.force):
+            print(train_line(record, s))
+            trained, total = trained + record["trained"], total + 1
+    print(final_line("train", f"trained {trained} of {total} model(s), the others current; weights in "
+                     f"{Path(cfg.output_dir) / cfg.name}/seed_*/models/<model>/final/",
+                     time.perf_counter() - t0))
 
 
 @contextlib.contextmanager
@@ -199,12 +212,14 @@ def cmd_infer(args: argparse.Namespace) -> None:
     x = _read_events(args, cfg) if args.events else None  # before any run directory is touched
     tag = Path(args.events).stem if args.events else None
     action = "drop" if args.on_manifold_only else "strict" if args.strict else "report"
+    t0, sampled, total = time.perf_counter(), 0, 0
     for s in cfg.seeds:
         run = _run(cfg, s, args)
         run.check_trained(args.config)  # simulations and trained models, or how to make them
         with warnings.catch_warnings():  # printed below, from the posteriors' records
             warnings.simplefilter("ignore", OffManifoldWarning)
-            run.infer(x_obs=x, tag=tag, force=args.force, gate=action)
+            done, jobs = run.infer(x_obs=x, tag=tag, force=args.force, gate=action)
+            sampled, total = sampled + done, total + jobs
         if tag is not None:
             from mfinfer.inference import Posterior
 
@@ -213,6 +228,9 @@ def cmd_infer(args: argparse.Namespace) -> None:
                 print(f"{m.name}: mean {np.round(post.mean, 4).tolist()} "
                       f"std {np.round(post.std, 4).tolist()}")
                 _print_gate(m.name, post.metadata.get("gate"))
+    where = Path(cfg.output_dir) / cfg.name / "seed_*" / "posteriors" / f"point_{'*' if tag is None else tag}"
+    print(final_line("infer", f"sampled {sampled} of {total} posterior(s), the others current; in {where}/",
+                     time.perf_counter() - t0))
 
 
 def _print_gate(name: str, gate: dict | None) -> None:
@@ -235,9 +253,11 @@ def _print_gate(name: str, gate: dict | None) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from mfinfer.evaluation.report import summarize
 
-    cfg = _config(args)
+    t0, cfg = time.perf_counter(), _config(args)
     results = [_run(cfg, s, args).evaluate(force=args.force) for s in cfg.seeds]
-    print(format_summary(summarize(results), cfg))
+    print(format_summary(summarize(results), cfg) + "\n")
+    print(final_line("evaluate", f"metrics of seed(s) {list(cfg.seeds)} in {Path(cfg.output_dir) / cfg.name}"
+                     "/seed_*/metrics.json, corner plots in seed_*/plots/", time.perf_counter() - t0))
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
@@ -245,10 +265,25 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
 
     overrides = {key: value for key, value in (("seeds", args.seeds), ("device", args.device),
                                                ("output_dir", args.output_dir)) if value is not None}
-    campaign = load_campaign(args.config, overrides)
+    campaign = load_campaign(args.config, overrides, settings=dict(args.set))
+    t0 = time.perf_counter()
     summary = calibrate(campaign, workers=args.workers, scheduler=args.scheduler,
                         progress=not args.quiet, force=args.force)
-    print(format_result(summary, campaign.directory))
+    print(format_result(summary, campaign.directory) + "\n")
+    run = summary["run"]
+    print(final_line("calibrate", f"{summary['n_observations']} observations of {list(summary['models'])}"
+                     f" ({run['computed']} records computed, {run['reused']} current); report in "
+                     f"{campaign.directory}", time.perf_counter() - t0))
+
+
+def _assignment(text: str) -> tuple[str, Any]:
+    """An argparse type: ``KEY=VALUE`` of ``--set`` (:func:`mfinfer.overrides.parse_assignment`)."""
+    from mfinfer.overrides import parse_assignment
+
+    try:
+        return parse_assignment(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _int_at_least(low: int) -> Callable[[str], int]:
@@ -278,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override the config's seeds")
         p.add_argument("--device", help="override the config's device (auto, cpu, cuda, cuda:N, mps)")
         p.add_argument("--output-dir", help="override the config's output_dir")
+        p.add_argument("--set", action="append", default=[], type=_assignment, metavar="KEY=VALUE",
+                       help="set a config field by dotted path before the config is checked, models "
+                       "by name (--set n_train=5000 --set models.AF.train.epochs=2); the value is "
+                       "read as YAML; repeatable")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         # also after the subcommand; SUPPRESS keeps a --debug given before it
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)

@@ -17,13 +17,15 @@ import inspect
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, get_args, get_type_hints
+from typing import Any, Literal, get_args
 
 from mfinfer.errors import ConfigError, MfinferError
 from mfinfer.inference.mcmc import Method
 from mfinfer.io.events import EventsConfig
 from mfinfer.models import MODELS, ManifoldFlow
+from mfinfer.overrides import apply_overrides
 from mfinfer.schema import build, check, check_fields, choice, read_yaml, unknown
 from mfinfer.training import TrainConfig
 
@@ -31,11 +33,6 @@ __all__ = ["ConfigError", "MCMCConfig", "ModelConfig", "ObservedConfig", "RunCon
            "check_device", "load_config"]
 
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-#: ranges of the ``train`` fields, checked with their types (``TrainConfig`` checks only some).
-_TRAIN_RANGES: dict[str, dict[str, float]] = {
-    "epochs": {"min": 1}, "batch_size": {"min": 1}, "lr": {"gt": 0}, "weight_decay": {"min": 0},
-    "clip_grad": {"gt": 0}, "validation_fraction": {"min": 0, "lt": 1}, "patience": {"min": 1},
-    "mse_weight": {"min": 0}}
 #: ranges of model and metrics options, by annotated (or default) type: sizes and scales.
 _OPTION_RANGES: dict[type, dict[str, float]] = {int: {"min": 1}, float: {"gt": 0}}
 
@@ -56,26 +53,37 @@ class ModelConfig:
     def __post_init__(self) -> None:
         check_fields(self, self.where)
         choice(self.kind, tuple(MODELS), f"{self.where}.kind")
-        where, hints = f"{self.where}.train", get_type_hints(TrainConfig)
-        for key, value in self.train.items():
-            if key in ("seed", "device"):
-                raise ConfigError(f"{where}.{key}: set by the run (the config's "
+        for key in ("seed", "device"):
+            if key in self.train:
+                raise ConfigError(f"{self.where}.train.{key}: set by the run (the config's "
                                   f"{'seeds' if key == 'seed' else 'device'}); remove it here")
-            if key not in hints:
-                unknown(key, [k for k in hints if k not in ("seed", "device")], where)
-            check(value, hints[key], f"{where}.{key}", _TRAIN_RANGES.get(key))
-        try:
-            self.train_config(0, "cpu")
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"{where}: {err}") from None
+        self.settings  # noqa: B018 (built once here: TrainConfig checks every field)
 
     @property
     def where(self) -> str:
         """This model's path in error messages: ``models[<name>]``."""
         return f"models[{self.name}]"
 
+    @cached_property
+    def settings(self) -> TrainConfig:
+        """The ``train`` section as a :class:`~mfinfer.training.TrainConfig` (built and checked
+        once; ``seed`` and ``device`` are the run's, see :meth:`train_config`)."""
+        where = f"{self.where}.train"
+        allowed = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("seed", "device")]
+        for key in self.train:
+            if key not in allowed:
+                unknown(key, allowed, where)
+        try:
+            return build(TrainConfig, self.train, where)
+        except ConfigError as err:
+            text = str(err)
+            raise ConfigError(where + text.removeprefix("TrainConfig") if text.startswith("TrainConfig.")
+                              else text) from None
+
     def train_config(self, seed: int, device: str, progress: bool = True) -> TrainConfig:
-        return TrainConfig(**{"progress": progress, **self.train, "seed": seed, "device": device})
+        """The training settings of one run: :attr:`settings` with the run's seed and device."""
+        return dataclasses.replace(self.settings, seed=seed, device=device,
+                                   progress=self.train.get("progress", progress))
 
 
 @dataclass(frozen=True)
@@ -199,24 +207,9 @@ class RunConfig:
 # ------------------------------------------------------------------ checks against the simulator
 def build_simulator(spec: dict[str, Any]) -> Any:
     """The simulator the config names, built once (its options checked by its constructor)."""
-    from mfinfer.registry import get_simulator
+    from mfinfer.registry import SimulatorSpec
 
-    for key in spec:
-        if key not in ("name", "options"):
-            unknown(key, ["name", "options"], "simulator")
-    if "name" not in spec:
-        raise ConfigError("simulator.name: missing; name a registered simulator, e.g. "
-                          "simulator: {name: power}")
-    check(spec["name"], str, "simulator.name")
-    options = spec.get("options", {})
-    check(options, dict[str, Any], "simulator.options")
-    try:
-        return get_simulator(spec["name"], **options)
-    except ConfigError:
-        raise
-    except (MfinferError, ValueError, TypeError, ImportError) as err:
-        raise ConfigError(f"simulator.options: {spec['name']!r} cannot be built with "
-                          f"{options}: {err}") from None
+    return SimulatorSpec.from_dict(spec).build()
 
 
 def _check_point(row: list[float], sim: Any, where: str) -> None:
@@ -297,11 +290,14 @@ def check_device(device: str) -> None:
                           "'auto' or 'cpu' (or --device cpu)")
 
 
-def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None,
+                settings: Mapping[str, Any] | None = None) -> RunConfig:
     """Read and validate a YAML run configuration.
 
     Arguments:
         path: the YAML file.
+        settings: fields set by dotted path before anything is checked (the CLI's ``--set``,
+            :func:`mfinfer.overrides.apply_overrides`: ``{"models.AF.train.epochs": 2}``).
         overrides: top-level fields that replace the file's (the CLI's ``--seeds``, ...); they are
             validated with the rest.
 
@@ -310,7 +306,7 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         ConfigError: invalid YAML or any invalid field (the message names the file and field).
     """
     path = Path(path)
-    data = read_yaml(path, "run configuration")
+    data = apply_overrides(read_yaml(path, "run configuration"), settings or {})
     if overrides and isinstance(data, dict | None):
         data = {**(data or {}), **overrides}
     try:

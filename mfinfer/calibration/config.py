@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
@@ -23,6 +24,7 @@ from mfinfer.config import ModelConfig, RunConfig, build_simulator, check_device
 from mfinfer.errors import ConfigError
 from mfinfer.evaluation.report import TRUTH
 from mfinfer.inference.mcmc import Method, sample_posterior
+from mfinfer.overrides import apply_overrides
 from mfinfer.schema import build, check, check_fields, choice, nearest, read_yaml, unknown
 
 __all__ = ["DEFAULT_LEVELS", "TRUTH", "CalibrationConfig", "Campaign", "load_campaign"]
@@ -214,20 +216,23 @@ def _check_sampler(cal: CalibrationConfig, prior: Any) -> None:
                           "mfinfer.inference.sample_posterior)") from None
 
 
-def load_campaign(path: str | Path, overrides: dict[str, Any] | None = None) -> Campaign:
+def load_campaign(path: str | Path, overrides: dict[str, Any] | None = None,
+                  settings: Mapping[str, Any] | None = None) -> Campaign:
     """Read and validate a calibration config (a run config with a ``calibration`` section).
 
     Arguments:
         path: the YAML file.
         overrides: top-level fields that replace the file's (the CLI's ``--seeds``, ``--device``,
             ``--output-dir``), validated with the rest.
+        settings: fields set by dotted path before anything is checked (the CLI's ``--set``,
+            :func:`mfinfer.overrides.apply_overrides`).
 
     Raises:
         OSError: the file cannot be read.
         ConfigError: invalid YAML or any invalid field (the message names the file and field).
     """
     path = Path(path)
-    data = read_yaml(path, "calibration configuration")
+    data = apply_overrides(read_yaml(path, "calibration configuration"), settings or {})
     if overrides and isinstance(data, dict | None):
         data = {**(data or {}), **overrides}
     try:
