@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from mfinfer.config import RunConfig, load_config
 from mfinfer.errors import ConfigError, CorruptFileError, InputError, MfinferError, MissingKeyError
@@ -93,24 +94,54 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.suffix not in (".root", ".npz"):
         raise InputError(f"--out: expected a .root or .npz path, got {out}")
-    n, seed = args.n or 1000, args.seed or 0
-    sim = _simulator(cfg)
-    rng = np.random.default_rng(seed)
+    if cfg.simulator is None:
+        raise InputError("--out: needs a simulator: this config names none (its data come from its "
+                         "simulations: files)")
+    n, seed, rng = _sample_settings(args, cfg)
+    sim, score = _simulator(cfg), None
     if args.theta is not None:
         theta = np.repeat(sim.prior.check(np.array(args.theta, float), "--theta"), n, axis=0)
-        x = sim.sample(theta, rng)
+        x = sim.sample(theta, rng())
     else:
-        theta, x = sim.simulate(n, rng)
-    meta = {"simulator": cfg.simulator, "seed": seed, "n": n}
+        try:  # the joint score comes with the same draws where the simulator has one
+            theta, x, score = sim.simulate(n, rng(), score=True)
+        except NotImplementedError:
+            theta, x = sim.simulate(n, rng())
+    meta = {"simulator": cfg.simulator, "seed": seed, "n": n, "training": bool(args.training)}
     if out.suffix == ".root":
-        from mfinfer.io import write_events
+        from mfinfer.io.simulations import write_simulations
 
-        write_events(out, x, theta, names=getattr(sim, "observable_names", None), metadata=meta)
+        names = getattr(sim, "observable_names", None)
+        paths, section = write_simulations(out, theta, x, names=None if names is None else list(names),
+                                           weight=np.ones(len(x)), score=score, metadata=meta,
+                                           parts=args.parts)
+        print(f"wrote {len(x)} events to {', '.join(map(str, paths))}; read them with\n"
+              + yaml.safe_dump({"simulations": section}, sort_keys=False, default_flow_style=None))
+        return
     elif out.suffix == ".npz":
         from mfinfer.files import atomic_write
 
         atomic_write(out, lambda f: np.savez(f, x=x, theta=theta))
     print(f"wrote {len(x)} events to {out}")
+
+
+def _sample_settings(args: argparse.Namespace, cfg: RunConfig) -> tuple[int, int, Callable[[], Any]]:
+    """``(n, seed, make_rng)`` of ``simulate --out``: ``--n``/``--seed``, or with ``--training`` the
+    run's training sample (``n_train`` drawn as the simulate stage draws it at the config's seed)."""
+    if args.parts > 1 and Path(args.out).suffix != ".root":
+        raise InputError(f"--parts: applies to .root files only, got --out {args.out}")
+    if not args.training:
+        n, seed = args.n or 1000, args.seed or 0
+        return n, seed, lambda: np.random.default_rng(seed)
+    given = [name for name in ("n", "theta", "seed") if getattr(args, name) is not None]
+    if given or len(cfg.seeds) != 1 or cfg.n_train is None:
+        raise InputError(f"--training: writes the run's training sample (n_train at the config's one "
+                         f"seed); drop --{', --'.join(given) or 'n'} and pass one seed (--seeds S)")
+    from mfinfer.caching import seed_sequence
+    from mfinfer.pipeline import SEED_STAGES
+
+    seed = cfg.seeds[0]
+    return cfg.n_train, seed, lambda: np.random.default_rng(seed_sequence(seed, SEED_STAGES["simulate"]))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -168,6 +199,14 @@ def _read_events(args: argparse.Namespace, cfg: RunConfig) -> np.ndarray:
     ``--leptons`` and no ``events:``, the simulator's default selection), or an mfinfer sample."""
     from mfinfer.io import read_events, read_lepton_events, read_user_events
 
+    if cfg.simulator is None:  # a run from simulations: files reads events as it read them
+        path, dim = Path(args.events), cfg.source.spec.data_dim
+        with _show_info("mfinfer.io"):
+            x = _read_npz(path) if path.suffix == ".npz" else cfg.source.read_events(path, args.tree)
+        if x.ndim != 2 or x.shape[1] != dim or len(x) == 0:
+            raise InputError(f"--events {path}: expected events of shape (n >= 1, {dim}) as the "
+                             f"simulations: observables, got {x.shape}")
+        return x
     path, sim = Path(args.events), _simulator(cfg)
     if path.suffix == ".npz":
         x = _read_npz(path)
@@ -194,7 +233,7 @@ def _read_events(args: argparse.Namespace, cfg: RunConfig) -> np.ndarray:
 def _event_selection(sim: Any, cfg: RunConfig) -> Any:  # the simulator's selection object
     """The simulator's own selection of events from jagged collections (``--leptons``)."""
     if not hasattr(sim, "event_selection"):
-        raise InputError(f"--leptons: simulator {cfg.simulator['name']!r} defines no "
+        raise InputError(f"--leptons: simulator {(cfg.simulator or {}).get('name')!r} defines no "
                          "event_selection(); read flat branches with --branches instead")
     return sim.event_selection()
 
@@ -339,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=_int_at_least(1), help="number of events for --out (default 1000)")
     p.add_argument("--theta", type=float, nargs="+", help="simulate at this θ (default: θ ~ prior)")
     p.add_argument("--seed", type=_int_at_least(0), help="seed for --out (default 0)")
+    p.add_argument("--training", action="store_true", help="--out the run's training sample "
+                   "(n_train at the config's seed, as the simulate stage draws it)")
+    p.add_argument("--parts", type=_int_at_least(1), default=1,
+                   help="split the .root sample into this many files FILE_0.root, FILE_1.root, ...")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("train", help="train the config's models (resumes from checkpoints)")

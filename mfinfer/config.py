@@ -18,12 +18,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from mfinfer.errors import ConfigError, MfinferError
 from mfinfer.inference.mcmc import Method
 from mfinfer.io.events import EventsConfig
+from mfinfer.io.simulations import SimulationsConfig
 from mfinfer.models import MODELS, ManifoldFlow
 from mfinfer.overrides import apply_overrides
 from mfinfer.schema import build, check, check_fields, choice, read_yaml, unknown
@@ -90,7 +92,7 @@ class ModelConfig:
 class ObservedConfig:
     """Observed data: ``n_events`` simulated at each true point θ* (list of (p,) lists)."""
 
-    theta: list[list[float]] = field(metadata={"min_len": 1})
+    theta: list[list[float]] = field(default_factory=list)  # none: infer --events only
     n_events: int = field(default=20, metadata={"min": 1})
 
     def __post_init__(self) -> None:
@@ -142,10 +144,10 @@ class RunConfig:
     """
 
     name: str = field(metadata={"min_len": 1})
-    simulator: dict[str, Any]
-    n_train: int = field(metadata={"min": 2})
+    simulator: dict[str, Any] | None = field(default=None, kw_only=True)
+    n_train: int | None = field(default=None, kw_only=True, metadata={"min": 2})
     models: list[ModelConfig] = field(metadata={"min_len": 1})
-    observed: ObservedConfig
+    observed: ObservedConfig = field(default_factory=ObservedConfig, kw_only=True)
     mcmc: MCMCConfig = field(default_factory=MCMCConfig)
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"min": 0, "min_len": 1})
     truth: bool = True
@@ -154,6 +156,16 @@ class RunConfig:
     threads: int = field(default=1, metadata={"min": 1})
     output_dir: str = field(default="runs", metadata={"min_len": 1})
     events: EventsConfig | None = None
+    simulations: SimulationsConfig | None = None
+    prior: dict[str, Any] | None = None
+
+    @cached_property
+    def source(self) -> Any:
+        """Where the training data come from (:func:`mfinfer.sources.data_source`): the
+        ``simulations:`` files, else the simulator."""
+        from mfinfer.sources import data_source
+
+        return data_source(self.simulator, self.simulations, self.prior)
 
     def __post_init__(self) -> None:
         check_fields(self, "")
@@ -167,17 +179,18 @@ class RunConfig:
             raise ConfigError(f"seeds: expected distinct seeds, got {self.seeds}")
         check_device(self.device)
         _check_metrics(self.metrics)
-        sim = build_simulator(self.simulator)
+        sim = self.source.spec  # the simulator, or the simulations' dimensions and prior
         p = sim.param_dim
+        _check_source(self)
         for k, row in enumerate(self.observed.theta):
             _check_point(row, sim, f"observed.theta[{k}]")
         if self.mcmc.num_walkers < 2 * p:
             raise ConfigError(f"mcmc.num_walkers: emcee's stretch move needs at least 2 * param_dim"
-                              f" = {2 * p} walkers for simulator {self.simulator['name']!r}, got "
+                              f" = {2 * p} walkers for {p} parameters, got "
                               f"{self.mcmc.num_walkers}")
         for m in self.models:
             _check_options(m, sim)
-        if self.events is not None:
+        if self.events is not None and self.simulator is not None:
             self.events.selection(sim, self.simulator["name"])  # ConfigError: none, or refused
 
     @classmethod
@@ -198,6 +211,8 @@ class RunConfig:
                 data[key] = build(part, data[key], key)
         if data.get("events") is not None:
             data["events"] = EventsConfig.from_dict(data["events"], "events")
+        if data.get("simulations") is not None:
+            data["simulations"] = SimulationsConfig.from_dict(data["simulations"], "simulations")
         return build(cls, data, "config")
 
     def to_dict(self) -> dict:
@@ -205,6 +220,26 @@ class RunConfig:
 
 
 # ------------------------------------------------------------------ checks against the simulator
+def _check_source(cfg: RunConfig) -> None:
+    """What a run without a simulator (or with simulations: files) cannot have."""
+    if cfg.simulator is None:
+        for key, given in (("observed", cfg.observed.theta), ("n_train", cfg.n_train is not None)):
+            if given:
+                raise ConfigError(f"{key}: needs a simulator (the data come from simulations: files); "
+                                  "remove it and give observed events with `mfinfer infer --events`")
+        object.__setattr__(cfg, "truth", False)  # no simulator, no exact likelihood
+        for m in cfg.models:
+            if m.kind == "FOMFlow":
+                raise ConfigError(f"{m.where}.kind: FOMFlow needs a simulator's chart; use "
+                                  "ManifoldFlow or AmbientFlow")
+            if m.kind == "ManifoldFlow" and cfg.source.spec.manifold_dim is None:
+                raise ConfigError(f"{m.where}.kind: ManifoldFlow needs the manifold dimension; add "
+                                  "simulations.manifold_dim")
+    elif cfg.simulations is None and cfg.n_train is None:
+        raise ConfigError("n_train: missing; give the number of training simulations (or "
+                          "simulations: files)")
+
+
 def build_simulator(spec: dict[str, Any]) -> Any:
     """The simulator the config names, built once (its options checked by its constructor)."""
     from mfinfer.registry import SimulatorSpec

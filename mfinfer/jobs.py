@@ -27,6 +27,7 @@ from mfinfer.inference.gate import (
     OffManifoldGate,
     OffManifoldWarning,
 )
+from mfinfer.sources import sample_digest
 
 if TYPE_CHECKING:
     from mfinfer.pipeline import Run
@@ -57,7 +58,7 @@ def posterior_jobs(run: Run, x_obs: np.ndarray | None = None, tag: str | None = 
     """Every posterior ``run`` samples, at every true point (or for ``x_obs``, under ``tag``), with
     its content key; ``gates`` gives each model's events and gate record (:func:`gate_events`)."""
     config = run.config
-    sha = array_digest(*(run._data()[k] for k in ("x", "theta")))
+    sha = sample_digest(run._data())
     mcmc = dataclasses.asdict(config.mcmc)
     sources: list[tuple[str, ModelConfig | None, dict]] = []
     if config.truth and x_obs is None:
@@ -92,12 +93,13 @@ def gate_events(run: Run, x_obs: np.ndarray,
         raise ValueError(f"action: must be one of ('report', 'drop', 'strict'), got {action!r}")
     config = run.config
     settings = GateSettings(**(config.events.gate if config.events else {}))
-    sha = array_digest(*(run._data()[k] for k in ("x", "theta")))
-    reference: dict[str, np.ndarray] = {}  # simulated once, when a model needs it
+    sha = sample_digest(run._data())
+    reference: dict[str, np.ndarray] = {}  # simulated (or drawn from the files) once, when needed
 
     def held_out() -> np.ndarray:
         if not reference:
-            reference["x"] = run.simulator.simulate(settings.n_reference, run.rng("gate", "reference"))[1]
+            reference["x"] = run.source.reference(settings.n_reference, run.rng("gate", "reference"),
+                                                  run._data())
         return reference["x"]
 
     out, excess = {}, []
@@ -105,7 +107,7 @@ def gate_events(run: Run, x_obs: np.ndarray,
         key = content_key("gate", {"weights_sha256": run.weights_sha256(mcfg, sha), "seed": run.seed,
                                    "settings": dataclasses.asdict(settings),
                                    "simulator": config.simulator})
-        gate = OffManifoldGate(run.load(mcfg), run.simulator.prior, settings, rng=run.rng("gate", "theta"))
+        gate = OffManifoldGate(run.load(mcfg), run.source.prior, settings, rng=run.rng("gate", "theta"))
         report = gate.cached(run.model_dir(mcfg) / "gate.json", key, held_out)(x_obs)
         run.log.info("gate: %s", report.message(mcfg.name))
         if report.excess:

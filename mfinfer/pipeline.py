@@ -88,6 +88,7 @@ from mfinfer.parallel import dask_client
 from mfinfer.plotting import corner_plot
 from mfinfer.registry import SimulatorSpec
 from mfinfer.rundir import IDENTITY, SEED_STAGES, RunDirectory, load_npz, path_name
+from mfinfer.sources import sample_digest
 from mfinfer.training import train
 
 __all__ = ["SEED_STAGES", "STAGES", "Run", "path_name", "run_all"]
@@ -99,7 +100,12 @@ class Run(RunDirectory):
     """One seed of an experiment: its stages, in its run directory (:class:`RunDirectory`)."""
 
     def __init__(self, config: RunConfig, seed: int, progress: bool = True) -> None:
-        self.simulator = SimulatorSpec.from_dict(config.simulator).build()
+        #: where the training data come from (mfinfer.sources): the simulator or simulations: files
+        self.source = config.source
+        spec = config.simulator
+        self.simulator: Any = None if spec is None else SimulatorSpec.from_dict(spec).build()
+        #: what the models are built for: the simulator, or the files' dimensions and prior
+        self.spec = self.simulator if self.simulator is not None else self.source.spec
         super().__init__(config, seed)
         self.progress = progress
         #: each model's training settings, built once: the config's with this run's seed and device
@@ -113,7 +119,11 @@ class Run(RunDirectory):
         return content_key("observed", sim, self.seed, np.asarray(obs.theta[k], float), obs.n_events, k)
 
     def _data(self, k: int | None = None) -> dict[str, np.ndarray]:
-        """Training data (k None) or observed point k, refused when simulated with other settings."""
+        """Training data (k None) or observed point k, refused when simulated with other settings.
+        A run with ``simulations:`` reads its files here, once (cached by content in
+        ``<output_dir>/<name>/simulations/``, shared by the seeds)."""
+        if k is None and self.config.simulations is not None:
+            return self.source.sample(self.dir.parent / "simulations", progress=self.progress, log=self.log)
         path = self.data_path(k)
         data = load_npz(path)
         if str(data.get("key")) != self._data_key(k):
@@ -127,6 +137,9 @@ class Run(RunDirectory):
         files were (re)written."""
         t0, done, todo = time.perf_counter(), 0, 0
         for k in [None, *range(len(self.config.observed.theta))]:
+            if k is None and self.config.simulations is not None:
+                self._data()  # the files, read unless cached
+                continue
             path, key = self.data_path(k), self._data_key(k)
             if not force and npz_key(path) == key:
                 done += 1
@@ -149,7 +162,7 @@ class Run(RunDirectory):
 
     # ------------------------------------------------------------------ train
     def _identity(self, mcfg: ModelConfig, data_sha256: str) -> dict:
-        options = model_options(self.simulator, mcfg.options)  # with the prior's θ map
+        options = model_options(self.spec, mcfg.options)  # with the prior's θ map
         inputs = canonical({"name": mcfg.name, "kind": mcfg.kind, "options": options,
                             "train": self.train_configs[mcfg.name].identity(),
                             "init_torch_seed": self.init_seed(mcfg.name), "data_sha256": data_sha256})
@@ -166,7 +179,7 @@ class Run(RunDirectory):
         if only is not None and only not in names:
             raise ConfigError(f"model {only!r}: not in the config; expected one of {names}")
         data = self._data()
-        sha = array_digest(data["x"], data["theta"])
+        sha = sample_digest(data)
         out = []
         for mcfg in self.config.models:
             if only is not None and mcfg.name != only:
@@ -184,10 +197,11 @@ class Run(RunDirectory):
             atomic_write_json(identity, directory / IDENTITY)
             self.log.info("training %s", mcfg.name)
             torch.manual_seed(self.init_seed(mcfg.name))
-            model = build_model(mcfg.kind, self.simulator, **mcfg.options)
+            model = build_model(mcfg.kind, self.spec, **mcfg.options)
             t0 = time.perf_counter()
             history = train(model, data["x"], data["theta"], self.train_configs[mcfg.name],
-                            run_dir=directory, resume=True)
+                            run_dir=directory, resume=True, weights=data.get("weight"),
+                            score=data.get("score"))
             save_model(model, directory / "final")
             seconds = time.perf_counter() - t0
             record_time(self.dir, seconds, "train", mcfg.name)
@@ -250,7 +264,7 @@ class Run(RunDirectory):
                 ModelLikelihood(self.load(job.model), job.x, mode=job.model.mode)
             emcee: dict[str, Any] = {"num_walkers": mc.num_walkers, "max_steps": mc.max_steps}
             post = Posterior.from_mcmc(
-                like, self.simulator.prior, mc.num_samples, method=mc.method,
+                like, self.source.prior, mc.num_samples, method=mc.method,
                 **(emcee if mc.method == "emcee" else {}),
                 rng=self.rng("infer", job.label, job.name),
                 progress=self.progress, metadata={"model": job.name, "point": job.k,
@@ -268,6 +282,9 @@ class Run(RunDirectory):
         """Every registered metric (:mod:`mfinfer.evaluation.registry`) of every model and
         posterior, written to ``metrics.json``, and a corner plot per true point; the stored
         ``metrics.json`` when its ``inputs_key`` is current (and not ``force``)."""
+        if self.simulator is None:
+            raise ConfigError("evaluate: needs a simulator (held-out simulations, true points); a run "
+                              "from simulations: files alone trains and infers with --events")
         opts = resolve_options(self.config.metrics)
         jobs = self._jobs()
         for job in jobs:
@@ -319,6 +336,9 @@ class Run(RunDirectory):
         for stage in stages:
             if stage not in STAGES:
                 raise ValueError(f"stage: must be one of {STAGES}, got {stage!r}")
+            if stage == "evaluate" and self.simulator is None:
+                self.log.info("evaluate: skipped (no simulator)")
+                continue
             getattr(self, stage)(force=force)
         return read_json(self.dir / METRICS_FILE) if (self.dir / METRICS_FILE).exists() else None
 
@@ -357,6 +377,9 @@ def run_all(config: RunConfig, stages: tuple[str, ...] = STAGES, workers: int = 
     seeds = list(config.seeds)
     if workers > 1 or scheduler:
         with dask_client(workers, scheduler) as client:
+            if config.simulations is not None:  # the files once, in parallel, before the seeds
+                config.source.sample(Path(config.output_dir) / config.name / "simulations",
+                                     client=client, progress=progress)
             futures = [client.submit(_run_seed, config, s, stages, False, force, pure=False)
                        for s in seeds]
             results = client.gather(futures)

@@ -16,16 +16,24 @@ the models are built for (:class:`DataSpec`: dimensions and the prior, in place 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mfinfer.caching import array_digest
 from mfinfer.errors import ConfigError
 from mfinfer.io.simulations import SimulationsConfig
 
-__all__ = ["DataSpec", "FileSource", "SimulatorSource", "data_source"]
+__all__ = ["DataSpec", "FileSource", "SimulatorSource", "data_source", "sample_digest"]
+
+
+def sample_digest(data: Mapping[str, Any]) -> str:
+    """SHA-256 of a training sample: ``x`` and ``theta``, then ``weight`` and ``score`` where present
+    (so a simulator's sample of x and θ alone keeps the digest it always had)."""
+    return array_digest(data["x"], data["theta"], *(data[k] for k in ("weight", "score") if k in data))
 
 
 @dataclass(frozen=True)
@@ -73,7 +81,8 @@ class FileSource:
 
     def sample(self, directory: str | Path, *, client: Any = None, progress: bool = False,
                log: Any = None) -> dict[str, np.ndarray]:
-        """The sample, read once and cached under ``directory`` (memory-mapped arrays)."""
+        """The sample, read once and cached under ``directory`` (memory-mapped arrays). A weight
+        column of ones is dropped: such a sample trains exactly as an unweighted one."""
         from mfinfer.io.sample_store import read_sample
 
         data = read_sample(self.cfg, self.prior, directory, selection=self.selection, client=client,
@@ -81,6 +90,8 @@ class FileSource:
         if data["x"].shape[1] != self.spec.data_dim:
             raise ConfigError(f"simulations.observables: the files give {data['x'].shape[1]} "
                               f"observables per event, the models expect {self.spec.data_dim}")
+        if "weight" in data and bool(np.all(data["weight"] == 1.0)):
+            data = {k: v for k, v in data.items() if k != "weight"}
         return data
 
     def reference(self, n: int, rng: np.random.Generator, sample: Any = None) -> np.ndarray:
@@ -141,7 +152,7 @@ def data_source(simulator_spec: dict | None, simulations: SimulationsConfig | No
     if simulator is None and prior_spec is None:
         raise ConfigError("prior: missing; a run from simulations: files without a simulator needs "
                           "one, e.g. prior: {box: {low: [0, 0], high: [1, 1]}}")
-    prior = simulator.prior if simulator is not None else prior_from_config(prior_spec, "prior")
+    prior = simulator.prior if simulator is not None else prior_from_config(prior_spec or {}, "prior")
     if simulations.param_dim != prior.dim:
         raise ConfigError(f"simulations.theta: expected one branch per parameter of the prior "
                           f"({prior.dim}), got {simulations.param_dim}: {simulations.theta}")
@@ -152,12 +163,12 @@ def data_source(simulator_spec: dict | None, simulations: SimulationsConfig | No
             raise ConfigError(f"simulations.observables: simulator {name!r} has {simulator.data_dim} "
                               f"observables, the section reads {simulations.data_dim}")
         return FileSource(simulations, prior, simulator, selection)
-    data_dim = simulations.data_dim if selector is None else selector.data_dim
+    data_dim: int = simulations.data_dim if selector is None else selector.data_dim  # type: ignore[assignment]
     manifold_dim = simulations.manifold_dim
     if manifold_dim is None and selector is not None:
         manifold_dim = getattr(selector, "manifold_dim", None)
     if manifold_dim is not None and not manifold_dim < data_dim:
         raise ConfigError(f"simulations.manifold_dim: expected fewer than the {data_dim} observables, "
                           f"got {manifold_dim}")
-    spec = DataSpec(int(data_dim), prior.dim, manifold_dim, prior)
+    spec = DataSpec(data_dim, prior.dim, manifold_dim, prior)
     return FileSource(simulations, prior, None, selection, spec)

@@ -119,12 +119,27 @@ def test_theta_outside_the_prior_gives_count_and_first_entry(tmp_path: Path) -> 
         read_sample(SimulationsConfig.from_dict(w["section"]), PRIOR, "cache")
 
 
+def _raw_tree(path: Path, columns: dict[str, np.ndarray]) -> None:
+    """A flat tree ``events`` written by uproot alone (write_events refuses NaN)."""
+    import uproot
+
+    with uproot.recreate(path) as f:
+        f.mktree("events", {k: np.float64 for k in columns})
+        f["events"].extend(columns)
+
+
 def test_nan_rows_give_count_file_and_entry(tmp_path: Path) -> None:
-    x = _sample()["x"]
-    x[[210, 220, 230], 2] = np.nan
-    w = _write(tmp_path, x=x)
-    with pytest.raises(InputError, match=r"3 of 300 rows hold NaN.*sims_2.root entry 10, c"):
-        read_sample(SimulationsConfig.from_dict(w["section"]), PRIOR, "cache")
+    s = _sample(20)
+    for i, rows in enumerate((slice(0, 10), slice(10, 20))):
+        c = s["x"][rows].copy()
+        if i == 1:
+            c[[3, 5, 6], 2] = np.nan
+        _raw_tree(tmp_path / f"raw_{i}.root", {"t0": s["theta"][rows, 0], "t1": s["theta"][rows, 1],
+                                               "a": c[:, 0], "b": c[:, 1], "c": c[:, 2]})
+    cfg = SimulationsConfig.from_dict({"files": "raw_*.root", "theta": ["t0", "t1"],
+                                       "observables": ["a", "b", "c"]})
+    with pytest.raises(InputError, match=r"3 of 20 rows hold NaN.*raw_1.root entry 3, c"):
+        read_sample(cfg, PRIOR, "cache")
 
 
 def test_files_whose_trees_differ_are_named(tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ def load_sample(directory: str | Path, key: str) -> dict[str, np.ndarray] | None
         manifest = read_json(sub / MANIFEST)
         if manifest.get("key") != key:
             return None
-        arrays = {name: np.load(sub / f"{name}.npy", mmap_mode="r") for name in manifest["arrays"]}
+        arrays = {name: np.load(sub / f"{name}.npy", mmap_mode="c") for name in manifest["arrays"]}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     if any(len(a) != manifest["n"] for a in arrays.values()):
