@@ -18,7 +18,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, get_args
 
