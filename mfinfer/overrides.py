@@ -9,14 +9,15 @@ change.
 Paths: keys of mappings joined by ``.``; a list of mappings with ``name`` fields (``models``) is
 addressed by the name (a name that holds dots is matched whole), any other list by index
 (``observed.theta.0``). A missing key is created (the checks then refuse an unknown field, naming
-the nearest allowed ones). Values are parsed as YAML (``yaml.safe_load``): ``2`` is an integer,
-``2.0`` and ``1e-3`` numbers, ``true`` a boolean, ``null`` None, ``[0, 1]`` a list and anything
-else a string.
+the nearest allowed ones). Values are parsed as YAML (``yaml.safe_load``): ``2`` is an
+integer, ``2.0`` and ``1e-3`` numbers (YAML 1.1 alone would read ``1e-3`` as a string), ``true`` a
+boolean, ``null`` None, ``[0, 1]`` a list and anything else a string.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -26,6 +27,8 @@ from mfinfer.errors import ConfigError
 from mfinfer.schema import nearest
 
 __all__ = ["apply_overrides", "parse_assignment"]
+
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -49,11 +52,14 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--set {text!r}: the key {key!r} has an empty part; join field names "
                           "with single dots, e.g. models.AF.train.epochs")
     try:
-        return key, yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
     except yaml.YAMLError as err:
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"--set {key}: the value {value!r} is not valid YAML ({problem}); quote "
                           f"a string, e.g. --set '{key}=\"...\"'") from None
+    if isinstance(parsed, str) and _EXPONENT.fullmatch(value.strip()):
+        parsed = float(parsed)  # YAML 1.1 reads 1e-3 (no dot) as a string
+    return key, parsed
 
 
 def apply_overrides(data: Any, overrides: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> Any:

@@ -58,14 +58,16 @@ def _submit(task: ObservationTask, todo: dict[int, tuple[Source, ...]], workers:
             scheduler: str | None, progress: bool) -> int:
     """Run the tasks, reporting as they finish; returns the number of workers."""
     from dask.distributed import KilledWorker, as_completed
-    from tqdm.auto import tqdm
+
+    from mfinfer.utils import progress_bar
 
     with dask_client(workers, scheduler, quiet=not progress) as client:
         n_workers = len(client.nthreads())
         where = f"scheduler {scheduler}" if scheduler else "a local cluster"
         _say(progress, f"{len(todo)} observation(s) to compute on {where} of {n_workers} worker(s)")
         futures = [client.submit(run_observation, task, j, todo[j], pure=False) for j in todo]
-        with tqdm(total=len(futures), desc="calibrate", unit="obs", disable=not progress) as bar:
+        # drawn only on a terminal (never into redirected output)
+        with progress_bar(None, progress, total=len(futures), desc="calibrate", unit="obs") as bar:
             try:
                 for future in as_completed(futures):
                     future.result()
