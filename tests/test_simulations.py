@@ -168,3 +168,43 @@ def test_observed_events_are_read_like_the_training_files(tmp_path: Path) -> Non
     cfg = SimulationsConfig.from_dict(w["section"])
     np.testing.assert_array_equal(read_observables(tmp_path / "sims.root", cfg), w["x"])
     assert os.path.exists(tmp_path / "sims.root")
+
+
+def _lepton_simulations(path: Path, n: int = 6) -> np.ndarray:
+    """``n`` NanoAOD-style 2e2mu events (jagged Electron_*/Muon_*, one event with a third muon) with
+    flat θ branches ``a2``, ``a3`` and ``genWeight``; returns θ (n, 2)."""
+    import awkward as ak
+    import uproot
+
+    rng = np.random.default_rng(3)
+    theta = rng.uniform(-0.5, 0.5, (n, 2))
+    colls = {}
+    for prefix, extra in (("Electron", 0), ("Muon", 1)):
+        counts = [2] * n
+        counts[0] += extra  # an extra muon in event 0: at_least keeps it, exactly drops it
+        k = sum(counts)
+        fields = {"pt": rng.uniform(10, 50, k), "eta": rng.uniform(-2, 2, k), "phi": rng.uniform(-3, 3, k),
+                  "mass": np.zeros(k), "charge": np.tile([-1, 1], k)[:k].astype(np.int32)}
+        colls[prefix] = ak.zip({f: ak.unflatten(v, counts) for f, v in fields.items()})
+    with uproot.recreate(path) as f:
+        f.mktree("Events", {"Electron": colls["Electron"].type, "Muon": colls["Muon"].type,
+                            "a2": np.float64, "a3": np.float64, "genWeight": np.float64})
+        f["Events"].extend({"Electron": colls["Electron"], "Muon": colls["Muon"], "a2": theta[:, 0],
+                            "a3": theta[:, 1], "genWeight": np.full(n, 2.0)})
+    return theta
+
+
+def test_lepton_collections_through_a_selection(tmp_path: Path) -> None:
+    from mfinfer.sources import data_source
+
+    theta = _lepton_simulations(tmp_path / "leptons.root")
+    section = SimulationsConfig.from_dict({"files": "leptons.root", "theta": ["a2", "a3"],
+                                           "observables": {"events": {"preset": "nanoaod"}},
+                                           "selection": "higgs4l", "weight": "genWeight"})
+    assert section.tree == "Events" and section.data_dim is None
+    source = data_source(None, section, {"box": {"low": [-2.0, -3.0], "high": [2.0, 3.0]}})
+    assert (source.spec.data_dim, source.spec.manifold_dim) == (38, 11)  # the selection's simulator's
+    got = source.sample(tmp_path / "cache")
+    assert got["x"].shape == (5, 38), "event 0 (three muons) fails require: exactly"
+    np.testing.assert_array_equal(got["theta"], theta[1:])
+    np.testing.assert_array_equal(got["weight"], np.full(5, 2.0))

@@ -128,8 +128,9 @@ class SimulationsConfig:
         check(tree, str, f"{where}.tree", {"min_len": 1})
         obs, events = data["observables"], None
         if isinstance(obs, Mapping) and list(obs) == ["events"] and isinstance(obs["events"], Mapping):
-            events = EventsConfig.from_dict({**obs["events"], "tree": tree}, f"{where}.observables.events")
-            observables = None
+            given = {"tree": tree} if "tree" in data else {}  # else the preset's tree
+            events = EventsConfig.from_dict({**obs["events"], **given}, f"{where}.observables.events")
+            tree, observables = events.tree, None
         elif isinstance(obs, Mapping):
             if not obs:
                 raise ConfigError(f"{where}.observables: expected at least one column, got {{}}")
