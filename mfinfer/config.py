@@ -43,13 +43,15 @@ _OPTION_RANGES: dict[type, dict[str, float]] = {int: {"min": 1}, float: {"gt": 0
 class ModelConfig:
     """One model to train: a name, the class (``kind``), constructor options and training
     settings (the fields of :class:`~mfinfer.training.TrainConfig` but ``seed`` and ``device``,
-    which the run sets)."""
+    which the run sets). ``ensemble: K`` > 1 trains K members with different seeds and uses their
+    mixture (:mod:`mfinfer.models.ensemble`)."""
 
     name: str = field(metadata={"min_len": 1})
     kind: str
     options: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     mode: Literal["manifold", "pie"] = "manifold"
+    ensemble: int = field(default=1, metadata={"min": 1})
 
     def __post_init__(self) -> None:
         check_fields(self, self.where)

@@ -89,7 +89,7 @@ from mfinfer.plotting import corner_plot
 from mfinfer.registry import SimulatorSpec
 from mfinfer.rundir import IDENTITY, SEED_STAGES, RunDirectory, load_npz, path_name
 from mfinfer.sources import sample_digest
-from mfinfer.training import train
+from mfinfer.training import train_ensemble
 
 __all__ = ["SEED_STAGES", "STAGES", "Run", "path_name", "run_all"]
 
@@ -112,10 +112,16 @@ class Run(RunDirectory):
         self.train_configs = {m.name: m.train_config(seed, config.device, progress) for m in config.models}
 
     # ------------------------------------------------------------------ simulate
+    @property
+    def needs_score(self) -> bool:
+        """Whether a model trains on the joint scores (``train: {score_weight: w > 0}``)."""
+        return any(c.score_weight > 0 for c in self.train_configs.values())
+
     def _data_key(self, k: int | None) -> str:
         sim, obs = self.config.simulator, self.config.observed
-        if k is None:
-            return content_key("simulate", sim, self.seed, self.config.n_train)
+        if k is None:  # with the joint scores when a model trains on them (same θ and x)
+            return content_key("simulate", sim, self.seed, self.config.n_train,
+                               *(["score"] if self.needs_score else []))
         return content_key("observed", sim, self.seed, np.asarray(obs.theta[k], float), obs.n_events, k)
 
     def _data(self, k: int | None = None) -> dict[str, np.ndarray]:
@@ -146,7 +152,8 @@ class Run(RunDirectory):
                 continue
             if k is None:
                 self.log.info("simulating %d training events", self.config.n_train)
-                theta, x = self.simulator.simulate(self.config.n_train, self.rng("simulate"))
+                theta, x, *score = self.simulator.simulate(self.config.n_train, self.rng("simulate"),
+                                                          score=self.needs_score)
             else:
                 theta = self.simulator.prior.check(np.asarray(self.config.observed.theta[k], float),
                                                    "observed.theta")
@@ -154,6 +161,8 @@ class Run(RunDirectory):
                                           self.rng("observed", k))
                 theta = theta[0]
             arrays = {"theta": theta, "x": x, "key": np.array(key)}
+            if k is None and score:
+                arrays["score"] = score[0]
             atomic_write(path, lambda f: np.savez(f, **arrays))  # noqa: B023 (called at once)
             todo += 1
         if todo:  # a pass that finished what an earlier one started adds to its time
@@ -165,7 +174,8 @@ class Run(RunDirectory):
         options = model_options(self.spec, mcfg.options)  # with the prior's θ map
         inputs = canonical({"name": mcfg.name, "kind": mcfg.kind, "options": options,
                             "train": self.train_configs[mcfg.name].identity(),
-                            "init_torch_seed": self.init_seed(mcfg.name), "data_sha256": data_sha256})
+                            "init_torch_seed": self.init_seed(mcfg.name), "data_sha256": data_sha256,
+                            **({"ensemble": mcfg.ensemble} if mcfg.ensemble > 1 else {})})
         return {"key": content_key("train", inputs), "inputs": inputs}
 
     @locked
@@ -196,12 +206,11 @@ class Run(RunDirectory):
             claim_dir(directory, self.dir)
             atomic_write_json(identity, directory / IDENTITY)
             self.log.info("training %s", mcfg.name)
-            torch.manual_seed(self.init_seed(mcfg.name))
-            model = build_model(mcfg.kind, self.spec, **mcfg.options)
             t0 = time.perf_counter()
-            history = train(model, data["x"], data["theta"], self.train_configs[mcfg.name],
-                            run_dir=directory, resume=True, weights=data.get("weight"),
-                            score=data.get("score"))
+            model, history = train_ensemble(  # one model for ensemble: 1 (the default)
+                lambda: build_model(mcfg.kind, self.spec, **mcfg.options), mcfg.ensemble,  # noqa: B023
+                data["x"], data["theta"], self.train_configs[mcfg.name], init_seed=self.init_seed(mcfg.name),
+                run_dir=directory, resume=True, weights=data.get("weight"), score=data.get("score"))
             save_model(model, directory / "final")
             seconds = time.perf_counter() - t0
             record_time(self.dir, seconds, "train", mcfg.name)

@@ -9,6 +9,7 @@ then needs only the inner flow, evaluated for all (θ row, event) pairs in one b
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any, Literal, cast, get_args
 
 import numpy as np
@@ -113,6 +114,11 @@ class ModelLikelihood:
             with torch.no_grad():
                 self.u = model.encode(self.x)
             self.half_log_det = 0.5 * model.log_det_jtj(self.u).detach()
+        #: an ensemble's members (``model.members``), each a likelihood with its own cached
+        #: projection; their per-event densities are mixed (:mod:`mfinfer.models.ensemble`)
+        members = getattr(model, "members", None)
+        self.parts = None if members is None else [
+            ModelLikelihood(member, self.x_np, mode, cache, chunk) for member in members]
 
     @property
     def n_events(self) -> int:
@@ -141,16 +147,29 @@ class ModelLikelihood:
         return torch.cat(out).cpu().numpy()
 
     def _batch(self, theta: torch.Tensor) -> torch.Tensor:
+        if self.parts is not None:
+            return self._event_log_probs(theta).sum(1)
+        lp = self._event_terms(theta)
+        return lp.sum(1) - self.half_log_det.sum() if self.cached else lp.sum(1)
+
+    def _event_log_probs(self, theta: torch.Tensor) -> torch.Tensor:
+        """log p̂(x_i|θ_j) for every row θ_j and event i, (m, p) -> (m, n)."""
+        if self.parts is not None:  # an ensemble: the mixture (1/K) Σ_k p̂_k per event
+            lp = torch.stack([part._event_log_probs(theta) for part in self.parts])
+            return torch.logsumexp(lp, 0) - math.log(len(self.parts))
+        lp = self._event_terms(theta)
+        return lp - self.half_log_det if self.cached else lp
+
+    def _event_terms(self, theta: torch.Tensor) -> torch.Tensor:
+        """(m, n) log p̂(x_i|θ_j), without the ½ log det JᵀJ term when the projection is cached."""
         m, n = len(theta), self.n_events
         theta_rep = theta.repeat_interleave(n, dim=0)
         if self.cached:
             with torch.no_grad():
-                lp = self.model.inner_log_prob(self.u.repeat(m, 1), theta_rep)
-            return lp.reshape(m, n).sum(1) - self.half_log_det.sum()
+                return self.model.inner_log_prob(self.u.repeat(m, 1), theta_rep).reshape(m, n)
         x_rep = self.x.repeat(m, 1)
         with torch.no_grad():  # forward-mode AD for the Jacobian needs no autograd graph
-            lp = self.model.log_prob(x_rep, theta_rep, mode=self.mode)
-        return lp.reshape(m, n).sum(1)
+            return self.model.log_prob(x_rep, theta_rep, mode=self.mode).reshape(m, n)
 
     def reconstruction_error(self, theta: Any = None) -> np.ndarray:
         """|project(x_i) - x_i| per observed event, (n,); zeros for a model without a manifold."""

@@ -1,4 +1,5 @@
-"""Models: ambient flow (AF), M-flow / Mₑ-flow / PIE (``ManifoldFlow``) and FOM (``FOMFlow``).
+"""Models: ambient flow (AF), M-flow / Mₑ-flow / PIE (``ManifoldFlow``), FOM (``FOMFlow``) and
+ensembles of them (``Ensemble``).
 
 Every model follows the :class:`Flow` protocol (``log_prob``, ``sample`` and declared capabilities,
 see :mod:`mfinfer.models.base`). ``save_model``/``load_model`` store a model as ``weights.pt``
@@ -8,9 +9,10 @@ Adding a model variant: its module here, plus its line in ``storage.MODELS``.
 
 from mfinfer.models.ambient import AmbientFlow
 from mfinfer.models.base import Flow
+from mfinfer.models.ensemble import Ensemble
 from mfinfer.models.fom import Chart, FOMFlow
 from mfinfer.models.manifold import InjectiveFlow, ManifoldFlow
 from mfinfer.models.storage import MODELS, build_model, load_model, save_model
 
-__all__ = ["MODELS", "AmbientFlow", "Chart", "FOMFlow", "Flow", "InjectiveFlow", "ManifoldFlow",
+__all__ = ["MODELS", "AmbientFlow", "Chart", "Ensemble", "FOMFlow", "Flow", "InjectiveFlow", "ManifoldFlow",
            "build_model", "load_model", "save_model"]

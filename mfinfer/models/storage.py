@@ -18,13 +18,15 @@ from mfinfer.errors import ConfigError, CorruptFileError
 from mfinfer.files import atomic_write_pair, open_pair, torch_load_tensors
 from mfinfer.models.ambient import AmbientFlow
 from mfinfer.models.base import Flow
+from mfinfer.models.ensemble import Ensemble
 from mfinfer.models.fom import FOMFlow
 from mfinfer.models.manifold import ManifoldFlow
 
 __all__ = ["MODELS", "build_model", "load_model", "save_model"]
 
 #: The model registry: the ``kind`` names of configs and ``model.json``.
-MODELS: dict[str, type[Flow]] = {"AmbientFlow": AmbientFlow, "ManifoldFlow": ManifoldFlow, "FOMFlow": FOMFlow}
+MODELS: dict[str, type[Flow]] = {"AmbientFlow": AmbientFlow, "ManifoldFlow": ManifoldFlow, "FOMFlow": FOMFlow,
+                                 "Ensemble": Ensemble}
 
 
 def _model_class(kind: str) -> type[Flow]:
