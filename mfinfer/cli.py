@@ -31,6 +31,7 @@ import yaml
 from mfinfer.config import RunConfig, load_config
 from mfinfer.errors import ConfigError, CorruptFileError, InputError, MfinferError, MissingKeyError
 from mfinfer.summaries import final_line, train_line
+from mfinfer.inference.spec import METHODS, RUNS
 
 __all__ = ["main"]
 
@@ -39,7 +40,20 @@ def _config(args: argparse.Namespace) -> RunConfig:
     """The config with the command line's overrides, validated as a whole."""
     overrides = {key: value for key, value in (("seeds", args.seeds), ("device", args.device),
                                                ("output_dir", args.output_dir)) if value is not None}
-    return load_config(args.config, overrides, settings=dict(args.set))
+    return load_config(args.config, overrides, settings=_settings(args, "posterior"))
+
+
+def _settings(args: argparse.Namespace, section: str) -> dict[str, Any]:
+    """``--set`` plus ``--method``/``--num-samples`` as ``<section>.method``/``.num_samples``
+    (``posterior`` of a run config, ``calibration`` of a campaign), validated with the file."""
+    settings = dict(args.set)
+    for flag in ("method", "num_samples"):
+        if getattr(args, flag, None) is not None:
+            settings[f"{section}.{flag}"] = getattr(args, flag)
+    method = getattr(args, "method", None)
+    if method is not None and section == "posterior":  # the file's options of other samplers go
+        settings.update({f"posterior.{s}": None for s in RUNS if method not in RUNS[s]})
+    return settings
 
 
 def _run(config: RunConfig, seed: int, args: argparse.Namespace):
@@ -304,7 +318,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
 
     overrides = {key: value for key, value in (("seeds", args.seeds), ("device", args.device),
                                                ("output_dir", args.output_dir)) if value is not None}
-    campaign = load_campaign(args.config, overrides, settings=dict(args.set))
+    campaign = load_campaign(args.config, overrides, settings=_settings(args, "calibration"))
     t0 = time.perf_counter()
     summary = calibrate(campaign, workers=args.workers, scheduler=args.scheduler,
                         progress=not args.quiet, force=args.force)
@@ -366,8 +380,15 @@ def build_parser() -> argparse.ArgumentParser:
     common(p, "redo the stages even where current results exist")
     p.add_argument("--stages", nargs="+", default=["simulate", "train", "infer", "evaluate"],
                    choices=["simulate", "train", "infer", "evaluate"])
+    def sampling(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--method", choices=list(METHODS), help="posterior sampler (default: the "
+                       "config's; auto = grid for p <= 3 when its checks pass, else SMC)")
+        p.add_argument("--num-samples", type=_int_at_least(1), help="posterior samples per "
+                       "posterior (default: the config's)")
+
     p.add_argument("--workers", type=_int_at_least(1), default=1,
                    help="run seeds in parallel dask worker processes")
+    sampling(p)
     p.add_argument("--scheduler", help="address of an existing dask scheduler")
     p.set_defaults(func=cmd_run)
 
@@ -395,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tree", help="tree name in the ROOT file (default: the events: section's, "
                    "else 'events')")
     p.add_argument("--branches", nargs="+", help="branch expressions to read as observables")
+    sampling(p)
     p.add_argument("--leptons", action="store_true",
                    help="read jagged Electron_*/Muon_* branches with the 2e2μ lepton selection")
     gate = p.add_mutually_exclusive_group()
@@ -411,11 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("calibrate", help="coverage and SBC ranks of the posteriors over many simulated "
                        "observations (the config's calibration: section)")
+    sampling(p)
     common(p, "recompute every observation even where current records exist")
     p.add_argument("--workers", type=_int_at_least(1),
                    help="worker processes of the local dask cluster (default 1)")
     p.add_argument("--scheduler", help="address of a running dask scheduler, instead of a local cluster")
     p.set_defaults(func=cmd_calibrate)
+    sampling(p)
     return parser
 
 

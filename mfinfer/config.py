@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import logging
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from mfinfer.errors import ConfigError, MfinferError
-from mfinfer.inference.mcmc import Method
+from mfinfer.inference.spec import PosteriorSpec
 from mfinfer.io.events import EventsConfig
 from mfinfer.io.simulations import SimulationsConfig
 from mfinfer.models import MODELS, ManifoldFlow
@@ -30,8 +32,17 @@ from mfinfer.overrides import apply_overrides
 from mfinfer.schema import build, check, check_fields, choice, read_yaml, unknown
 from mfinfer.training import TrainConfig
 
-__all__ = ["ConfigError", "MCMCConfig", "ModelConfig", "ObservedConfig", "RunConfig", "build_simulator",
-           "check_device", "load_config"]
+__all__ = [
+    "ConfigError",
+    "MCMCConfig",
+    "ModelConfig",
+    "ObservedConfig",
+    "RunConfig",
+    "build_simulator",
+    "check_device",
+    "load_config",
+    "posterior_section",
+]
 
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 #: ranges of model and metrics options, by annotated (or default) type: sizes and scales.
@@ -100,24 +111,46 @@ class ObservedConfig:
         check_fields(self, "observed")
 
 
-@dataclass(frozen=True)
-class MCMCConfig:
-    """Posterior sampling settings (see ``mfinfer.inference.sample_posterior``); ``num_walkers``
-    and ``max_steps`` belong to ``method: emcee`` (the default)."""
+def MCMCConfig(**fields: Any) -> PosteriorSpec:
+    """The former ``mcmc:`` section's class: its fields (``method`` default ``emcee``,
+    ``num_samples``, ``num_walkers``, ``max_steps``) as a :class:`PosteriorSpec`."""
+    warnings.warn("MCMCConfig is deprecated; use mfinfer.inference.PosteriorSpec", DeprecationWarning,
+                  stacklevel=2)
+    return PosteriorSpec.from_options(**{"method": "emcee", **fields}, where="mcmc")
 
-    num_samples: int = field(default=5000, metadata={"min": 1})
-    num_walkers: int = field(default=32, metadata={"min": 2})
-    max_steps: int = field(default=20_000, metadata={"min": 10})
-    method: str = "emcee"
 
-    def __post_init__(self) -> None:
-        check_fields(self, "mcmc")
-        if self.method not in get_args(Method):
-            raise ConfigError(f"mcmc.method: expected one of {list(get_args(Method))}, got "
-                              f"{self.method!r}")
-        if self.num_walkers % 2:
-            raise ConfigError(f"mcmc.num_walkers: emcee's stretch move needs an even number, got "
-                              f"{self.num_walkers}; use {self.num_walkers + 1}")
+#: The fields of the old ``mcmc:`` section, read into a :class:`PosteriorSpec` with a warning.
+_MCMC_FIELDS = ("method", "num_samples", "num_walkers", "max_steps")
+
+
+def posterior_section(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with its ``posterior:`` section built as a :class:`PosteriorSpec`; an old ``mcmc:``
+    section (method default ``emcee``, as it was) is mapped to one with a ``DeprecationWarning`` and
+    a logged warning that show the new section."""
+    data = dict(data)
+    if "mcmc" in data:
+        new = data.pop("posterior", None) or {}  # e.g. --method grid on an old file
+        new = {k: v for k, v in new.items() if v is not None} if isinstance(new, dict) else new
+        if not isinstance(new, dict) or any(k in ("grid", "smc", "emcee") for k in new):
+            raise ConfigError("mcmc: the old name of the posterior: section, and both are given; "
+                              "keep posterior: only")
+        old = data.pop("mcmc")
+        if not isinstance(old, dict):
+            raise ConfigError(f"mcmc: expected a mapping of fields (rename it posterior:), got "
+                              f"{type(old).__name__} {old!r:.80}")
+        for key in old:
+            if key not in _MCMC_FIELDS:
+                unknown(key, list(_MCMC_FIELDS), "mcmc")
+        spec = PosteriorSpec.from_options(**{"method": "emcee", **old}, where="mcmc")
+        spec = spec.replace(**new) if new else spec
+        message = (f"the config's mcmc: section is deprecated; read as posterior: {spec.to_dict()}; "
+                   "rename it posterior: (its default method is auto: the grid for p <= 3, else SMC)")
+        warnings.warn(message, DeprecationWarning, stacklevel=3)
+        logging.getLogger("mfinfer").warning(message)
+        data["posterior"] = spec
+    elif "posterior" in data and not isinstance(data["posterior"], PosteriorSpec):
+        data["posterior"] = PosteriorSpec.from_dict(data["posterior"], "posterior")
+    return data
 
 
 @dataclass(frozen=True)
@@ -131,7 +164,9 @@ class RunConfig:
         n_train: number of training simulations, θ ~ prior.
         models: models to train and compare.
         observed: true points and number of observed events.
-        mcmc: posterior sampling.
+        posterior: how posteriors are sampled (:class:`~mfinfer.inference.spec.PosteriorSpec`:
+            ``method`` auto/grid/smc/emcee, ``num_samples``, ``grid:``/``smc:``/``emcee:`` options);
+            an old ``mcmc:`` section is read with a warning.
         seeds: one run per seed; medians are taken over them.
         truth: also sample the true posterior (needs the simulator's exact likelihood).
         metrics: options of the metrics (``mfinfer.evaluation.registry.option_defaults()``:
@@ -149,7 +184,7 @@ class RunConfig:
     n_train: int | None = field(default=None, kw_only=True, metadata={"min": 2})
     models: list[ModelConfig] = field(metadata={"min_len": 1})
     observed: ObservedConfig = field(default_factory=ObservedConfig, kw_only=True)
-    mcmc: MCMCConfig = field(default_factory=MCMCConfig)
+    posterior: PosteriorSpec = field(default_factory=PosteriorSpec)
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"min": 0, "min_len": 1})
     truth: bool = True
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -185,10 +220,10 @@ class RunConfig:
         _check_source(self)
         for k, row in enumerate(self.observed.theta):
             _check_point(row, sim, f"observed.theta[{k}]")
-        if self.mcmc.num_walkers < 2 * p:
-            raise ConfigError(f"mcmc.num_walkers: emcee's stretch move needs at least 2 * param_dim"
-                              f" = {2 * p} walkers for {p} parameters, got "
-                              f"{self.mcmc.num_walkers}")
+        walkers = self.posterior.options("emcee").num_walkers
+        if self.posterior.method == "emcee" and walkers < 2 * p:
+            raise ConfigError(f"posterior.emcee.num_walkers: emcee's stretch move needs at least 2 * "
+                              f"param_dim = {2 * p} walkers for {p} parameters, got {walkers}")
         for m in self.models:
             _check_options(m, sim)
         if self.events is not None and self.simulator is not None:
@@ -207,9 +242,9 @@ class RunConfig:
             data["models"] = [build(ModelConfig, m, f"models[{m.get('name') or i}]"
                                      if isinstance(m, dict) else f"models[{i}]")
                               for i, m in enumerate(data["models"])]
-        for key, part in (("observed", ObservedConfig), ("mcmc", MCMCConfig)):
-            if key in data:
-                data[key] = build(part, data[key], key)
+        data = posterior_section(data)
+        if "observed" in data:
+            data["observed"] = build(ObservedConfig, data["observed"], "observed")
         if data.get("events") is not None:
             data["events"] = EventsConfig.from_dict(data["events"], "events")
         if data.get("simulations") is not None:
@@ -232,6 +267,11 @@ def _check_source(cfg: RunConfig) -> None:
         for m in cfg.models:
             if m.kind == "FOMFlow":
                 raise ConfigError(f"{m.where}.kind: FOMFlow needs a simulator's chart; use "
+    @property
+    def mcmc(self) -> PosteriorSpec:
+        """The former name of :attr:`posterior`."""
+        return self.posterior
+
                                   "ManifoldFlow or AmbientFlow")
             if m.kind == "ManifoldFlow" and cfg.source.spec.manifold_dim is None:
                 raise ConfigError(f"{m.where}.kind: ManifoldFlow needs the manifold dimension; add "

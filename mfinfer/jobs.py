@@ -3,9 +3,10 @@ and the off-manifold gate that user events pass first.
 
 A posterior's content key (its JSON ``metadata.key``) holds the events (float64 bytes), the weights
 (``model.json``'s SHA-256 of ``weights.pt``; the simulator config for the truth), ``mode``,
-``mcmc``, the seed and the (point, model) labels of its MCMC seed, plus the gate's record for user
-events. Gate thresholds are stored per model in ``models/<model>/gate.json``, keyed by the model's
-weights, the settings and the seed (:mod:`mfinfer.inference.gate`).
+``posterior`` (the spec), the seed and the (point, model) labels of its sampler seed, plus the
+gate's record for user events. Gate thresholds are stored per model in
+``models/<model>/gate.json``, keyed by the model's weights, the settings and the seed
+(:mod:`mfinfer.inference.gate`).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def posterior_jobs(run: Run, x_obs: np.ndarray | None = None, tag: str | None = 
     its content key; ``gates`` gives each model's events and gate record (:func:`gate_events`)."""
     config = run.config
     sha = sample_digest(run._data())
-    mcmc = dataclasses.asdict(config.mcmc)
+    posterior = config.posterior.to_dict()
     sources: list[tuple[str, ModelConfig | None, dict]] = []
     if config.truth and x_obs is None:
         sources.append((TRUTH, None, {"simulator": config.simulator}))
@@ -73,7 +74,7 @@ def posterior_jobs(run: Run, x_obs: np.ndarray | None = None, tag: str | None = 
         for name, mcfg, source in sources:
             xs, record = gates[name] if gates and name in gates else (x, None)
             gate = {} if record is None else {"gate": record}
-            key = content_key("infer", {"events": array_digest(xs), "model": source, "mcmc": mcmc,
+            key = content_key("infer", {"events": array_digest(xs), "model": source, "posterior": posterior,
                                         "seed": run.seed, "labels": [label, name], **gate})
             jobs.append(PosteriorJob(k, label, theta_true, xs, name, mcfg, run.posterior_path(k, name),
                                      key, record))

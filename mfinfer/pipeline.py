@@ -33,11 +33,11 @@ its inputs, and a stage redoes an item only when the key it computes now differs
   ``progress`` and ``device``) and the SHA-256 of the training data; another key deletes the model
   directory and trains afresh (the trainer checks the same on resume, ``train_config.json``);
 - a posterior's JSON ``metadata.key``: the events (float64 bytes), the weights (``model.json``'s
-  SHA-256 of ``weights.pt``; the simulator config for the truth), ``mode``, ``mcmc``, the seed
-  and the (point, model) labels of its MCMC seed;
+  SHA-256 of ``weights.pt``; the simulator config for the truth), ``mode``, ``posterior`` (the
+  spec), the seed and the (point, model) labels of its sampler seed;
 - ``metrics.json``'s ``inputs_key``: metric options, seed, simulator, true points, posterior keys.
 
-So changing ``mcmc`` re-runs infer and evaluate and keeps the models, changing one model's options
+So changing ``posterior`` re-runs infer and evaluate and keeps the models, changing one model's options
 retrains that model only, and new events under a used ``--events`` name are sampled again. A stage
 run alone refuses stale inputs (``ConfigError`` naming the stage to run first). ``config.yaml`` is
 the config of the latest pass, for provenance only.
@@ -260,7 +260,6 @@ class Run(RunDirectory):
         sampled, number of posteriors)."""
         if tag is not None:
             check_name(tag, "tag")  # names the folder posteriors/point_<tag>
-        mc = self.config.mcmc
         gates = None if x_obs is None else self.gate(np.asarray(x_obs, dtype=np.float64), gate)
         jobs, sampled = self._jobs(x_obs, tag, gates), 0
         for job in jobs:
@@ -271,10 +270,8 @@ class Run(RunDirectory):
             t0 = time.perf_counter()
             like = SimulatorLikelihood(self.simulator, job.x) if job.model is None else \
                 ModelLikelihood(self.load(job.model), job.x, mode=job.model.mode)
-            emcee: dict[str, Any] = {"num_walkers": mc.num_walkers, "max_steps": mc.max_steps}
-            post = Posterior.from_mcmc(
-                like, self.source.prior, mc.num_samples, method=mc.method,
-                **(emcee if mc.method == "emcee" else {}),
+            post = Posterior.from_spec(
+                like, self.source.prior, spec=self.config.posterior,
                 rng=self.rng("infer", job.label, job.name),
                 progress=self.progress, metadata={"model": job.name, "point": job.k,
                                                   "theta_true": job.theta_true,
@@ -299,7 +296,7 @@ class Run(RunDirectory):
         for job in jobs:
             if job.stored_key() != job.key:
                 raise ConfigError(f"{job.path}: missing, or sampled with other inputs (events, model "
-                                  "weights, mcmc settings or seed) than the config now gives; run the "
+                                  "weights, posterior settings or seed) than the config now gives; run the "
                                   "'infer' stage first")
         key = content_key("evaluate", {
             "metrics": opts, "seed": self.seed, "simulator": self.config.simulator,

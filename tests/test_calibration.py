@@ -207,7 +207,7 @@ def test_bad_files_and_simulators(tmp_path):
     data = yaml.safe_load(TRUTH_CFG.read_text())
     cases = [
         ({k: v for k, v in data.items() if k != "calibration"}, r"calibration: missing; add a section"),
-        ({**data, "mcmc": {"num_samples": 10}}, r"mcmc: used with trained models only"),
+        ({**data, "posterior": {"num_samples": 10}}, r"posterior: used with trained models only"),
         ({**data, "simulator": {"name": "sphere"}}, r"simulator: calibration draws θ from the prior, but "
                                                     r"'sphere' has no parameters"),
         ({**data, "simulator": {"name": "higgs4l", "options": {"smearing": 0.01}}},

@@ -91,13 +91,13 @@ def test_interrupted_run_resumes_at_the_missing_stage(tiny_run, tmp_path):
 
 
 def test_sampler_method_from_config_reruns_only_infer(tiny_run, tmp_path):
-    """mcmc.method is part of the infer key: switching to the grid re-samples, keeps the models."""
+    """posterior.method is part of the infer key: switching to the grid re-samples, keeps the models."""
     _, base, _ = tiny_run
     copy = tmp_path / "runs" / "tiny"
     shutil.copytree(base, copy)
     weights = copy / "seed_0" / "models" / "AF" / "final" / "weights.pt"
     trained = weights.stat().st_mtime_ns
-    cfg = _config(tmp_path, mcmc={"num_samples": 200, "method": "grid"})
+    cfg = _config(tmp_path, posterior={"num_samples": 200, "method": "grid"})
     assert main(["run", str(cfg), "--quiet"]) == 0
     assert weights.stat().st_mtime_ns == trained
     for name in ("truth", "AF", "MF-seq"):

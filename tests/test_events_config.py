@@ -295,7 +295,8 @@ def _main(argv: list[str]) -> tuple[int, str, str]:
 def _config(tmp: Path, name: str, events: dict) -> Path:
     cfg = yaml.safe_load(HIGGS_TINY.read_text())
     cfg.update(name="events-cli", output_dir=str(tmp / "runs"),  # a short chain: the posterior is not tested
-               mcmc={"num_samples": 64, "num_walkers": 4, "max_steps": 40},
+               posterior={"method": "emcee", "num_samples": 64,
+                          "emcee": {"num_walkers": 4, "max_steps": 40}},
                events={**events, "gate": {"n_reference": 300, "n_theta": 4}})
     path = tmp / name
     path.write_text(yaml.safe_dump(cfg))

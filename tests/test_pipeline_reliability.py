@@ -20,22 +20,22 @@ import yaml
 from mfinfer import get_simulator
 from mfinfer.caching import array_digest, content_key, stable_words
 from mfinfer.cli import main
-from mfinfer.config import MCMCConfig, RunConfig, load_config
+from mfinfer.config import RunConfig, load_config
 from mfinfer.errors import ConfigError
-from mfinfer.inference import Posterior
+from mfinfer.inference import Posterior, PosteriorSpec
 from mfinfer.models import AmbientFlow
 from mfinfer.pipeline import Run, run_all
 from mfinfer.training import TrainConfig, train
 
 TINY = Path(__file__).parent / "configs" / "tiny.yaml"
 pytestmark = pytest.mark.filterwarnings("ignore:sample_posterior:UserWarning")  # short chains on purpose
-FAST_MCMC = MCMCConfig(num_samples=100, num_walkers=8, max_steps=200)
+FAST_MCMC = PosteriorSpec.from_options(method="emcee", num_samples=100, num_walkers=8, max_steps=200)
 
 
 def _fast(output_dir: Path, **changes) -> RunConfig:
     """The tiny config with a short MCMC and no truth posterior, writing under ``output_dir``."""
     cfg = load_config(TINY)
-    return dataclasses.replace(cfg, mcmc=FAST_MCMC, truth=False, output_dir=str(output_dir), **changes)
+    return dataclasses.replace(cfg, posterior=FAST_MCMC, truth=False, output_dir=str(output_dir), **changes)
 
 
 def _write_yaml(cfg: RunConfig, path: Path) -> Path:
@@ -116,7 +116,7 @@ def test_events_are_keyed_by_content_not_by_file_name(base, tmp_path, capsys):
 
 
 def test_changing_mcmc_reruns_infer_and_evaluate_but_keeps_models(base, tmp_path):
-    cfg, run_dir = _copy(base, tmp_path, mcmc=dataclasses.replace(FAST_MCMC, num_samples=120))
+    cfg, run_dir = _copy(base, tmp_path, posterior=dataclasses.replace(FAST_MCMC, num_samples=120))
     models = _mtimes(run_dir, "models/**/*")
     old = json.loads((run_dir / "metrics.json").read_text())
     # a stage run alone refuses what the stage before would have to redo

@@ -23,7 +23,7 @@ import numpy as np
 from mfinfer.config import ModelConfig, RunConfig, build_simulator, check_device
 from mfinfer.errors import ConfigError
 from mfinfer.evaluation.report import TRUTH
-from mfinfer.inference.mcmc import Method, sample_posterior
+from mfinfer.inference.spec import Method, PosteriorSpec
 from mfinfer.overrides import apply_overrides
 from mfinfer.schema import build, check, check_fields, choice, nearest, read_yaml, unknown
 
@@ -50,8 +50,10 @@ class CalibrationConfig:
         num_samples: posterior samples per observation and model.
         levels: credibility levels in (0, 1) at which coverage is reported.
         models: ``truth`` and/or names of the config's ``models``.
-        method: the sampler of :func:`mfinfer.inference.sample_posterior` (``smc``, ``emcee``...).
-        sampler: further ``sample_posterior`` options (``num_particles``, ``num_walkers``...).
+        method: the sampler (:class:`~mfinfer.inference.spec.PosteriorSpec`): ``auto`` (default:
+            the grid for p ≤ 3 when its checks pass, else SMC), ``grid``, ``smc`` or ``emcee``.
+        sampler: that method's options, flat (``max_moves``, ``tol``, ``num_walkers``...); an
+            option of a sampler the method never runs is an error naming its sampler.
         c2st: also run sbi's classifier checks (``check_sbc``: C2ST of ranks and of the
             data-averaged posterior; seconds per model); the KS tests always run.
     """
@@ -62,13 +64,12 @@ class CalibrationConfig:
     levels: list[float] = field(default_factory=lambda: list(DEFAULT_LEVELS),
                                 metadata={"gt": 0, "lt": 1, "min_len": 1})
     models: list[str] = field(default_factory=lambda: [TRUTH], metadata={"min_len": 1})
-    method: str = "smc"
+    method: Method = "auto"
     sampler: dict[str, Any] = field(default_factory=dict)
     c2st: bool = True
 
     def __post_init__(self) -> None:
         check_fields(self, "calibration")
-        choice(self.method, get_args(Method), "calibration.method")
         if len(set(self.levels)) != len(self.levels):
             raise ConfigError(f"calibration.levels: expected distinct levels, got {self.levels}")
         if len(set(self.models)) != len(self.models):
@@ -88,6 +89,13 @@ class Campaign:
         device, threads: where and with how many torch threads the models are trained; the
             workers evaluate them on the CPU, one thread each.
         seed: the campaign's seed, the first of ``seeds``; trained models are those of the run
+        self.spec  # noqa: B018 (validates the sampler options, naming calibration.sampler.<key>)
+
+    @property
+    def spec(self) -> PosteriorSpec:
+        """The posterior spec of every observation: ``method``, ``num_samples``, ``sampler``."""
+        return PosteriorSpec.from_options(self.method, self.num_samples, where="calibration.sampler",
+                                          **self.sampler)
             directory ``seed_<seed>``.
         calibration: the ``calibration`` section.
         run: the run config whose models are calibrated (None for a ``truth``-only campaign
@@ -142,7 +150,6 @@ class Campaign:
                               f"a name of models (nearest first): {near}")
         sim = build_simulator(base["simulator"])
         _check_simulator(sim, base["simulator"]["name"], TRUTH in cal.models)
-        _check_sampler(cal, sim.prior)
         return cls(name=base["name"], simulator=base["simulator"], seed=base["seeds"][0],
                    calibration=cal, run=run, output_dir=base["output_dir"], device=base["device"],
                    threads=base["threads"])
@@ -193,27 +200,6 @@ def _check_simulator(sim: Any, name: str, truth: bool) -> None:
         raise ConfigError(f"calibration.models: 'truth' needs the simulator's exact likelihood, and "
                           f"{name!r} has none; remove 'truth', or choose a simulator with "
                           "log_likelihood (e.g. power, conditional_sphere)") from None
-
-
-def _check_sampler(cal: CalibrationConfig, prior: Any) -> None:
-    """Run the sampler once on a narrow Gaussian posterior inside the prior, so that a bad method
-    or option fails here and not on the workers."""
-    low, high = prior.bounds
-    width = np.where(np.isfinite(high - low), 0.05 * (high - low), 0.1)
-    centre = prior.sample(1, 0)[0]
-
-    def log_like(theta: np.ndarray) -> np.ndarray:
-        return -0.5 * np.sum(((theta - centre) / width) ** 2, axis=1)
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sample_posterior(log_like, prior, cal.num_samples, method=cal.method, rng=0,
-                             progress=False, **cal.sampler)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"calibration.sampler: method {cal.method!r} with options {cal.sampler} "
-                          f"fails on a test posterior: {err}; fix the options (see "
-                          "mfinfer.inference.sample_posterior)") from None
 
 
 def load_campaign(path: str | Path, overrides: dict[str, Any] | None = None,

@@ -74,6 +74,11 @@ class Flow(nn.Module):
 
     # ------------------------------------------------------------------ capabilities
     @property
+    def density_modes(self) -> tuple[str, ...]:
+        """The densities ``log_prob(..., mode=...)`` offers, the model's own (default) first."""
+        return ("manifold",)
+
+    @property
     def caches_projection(self) -> bool:
         """Whether encode(x) and log det JᵀJ are θ-independent (a cached projection is valid)."""
         return False

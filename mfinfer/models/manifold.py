@@ -225,6 +225,11 @@ class ManifoldFlow(InjectiveFlow):
     def _encode(self, x: Tensor, theta: Tensor | None) -> Tensor:
         xs = self.standardize(x)[0]
         if self.encoder is not None:
+    @property
+    def density_modes(self) -> tuple[str, ...]:
+        """``("manifold", "pie")``; the Mₑ-flow (encoder=True) has no PIE density."""
+        return ("manifold",) if self.encoder is not None else ("manifold", "pie")
+
             return self.encoder(xs, theta)
         return self.outer(xs, context=theta)[0][:, : self.manifold_dim]
 
