@@ -9,9 +9,9 @@ and no parameter's correlation between the stage's resampled and current particl
 ``max_correlation`` (the moves forgot where they started), or until ``max_moves`` sweeps.
 Both proposals are fixed during a sweep, so every sweep leaves π_β invariant.
 
-Reference: the correlation criterion for the number of moves follows the adaptive-MCMC-within-SMC
-practice of e.g. Buchholz, Chopin & Jacob, "Adaptive tuning of Hamiltonian Monte Carlo within
-sequential Monte Carlo", Bayesian Analysis 16 (2021).
+The correlation criterion for the number of moves is the one PyMC's SMC kernels use
+(``pymc.smc.kernels.IMH(correlation_threshold=...)``); steering a random walk's acceptance rate into a
+band is standard adaptive MCMC (Roberts & Rosenthal, "Examples of adaptive MCMC", JCGS 18 (2009)).
 """
 
 from __future__ import annotations
