@@ -209,13 +209,12 @@ class PosteriorSpec:
         Raises:
             ConfigError: as :meth:`from_options`, naming ``<where>.<field>`` (``posterior.smc.max_moves``).
         """
-        if data is None:
-            data = {}
         if not isinstance(data, Mapping):
             raise ConfigError(f"{where}: expected a mapping of fields (method:, num_samples:, grid:, "
                               f"smc:, emcee:), got {type(data).__name__} {data!r:.80}")
         flat = {k: v for k, v in data.items() if k not in OPTIONS}
         method = flat.pop("method", "auto")
+        check(method, Method, f"{where}.method")
         num_samples = flat.pop("num_samples", 5000)
         paths = {k: f"{where}.{k}" for k in flat}
         for sampler in OPTIONS:
