@@ -168,7 +168,9 @@ def corner_plot(
             handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False
         )
     else:
-        fig.legend(handles=handles, loc="upper right", frameon=False)
+        # in the empty top-right cell of the grid, below the title
+        fig.axes[p - 1].legend(handles=handles, loc="upper right", bbox_to_anchor=(1.05, 1.05),
+                               frameon=False, fontsize="small" if p == 2 else None)
     heading = title if title is not None else plot_title(truth, labels, n_events)
     lines = [heading] if heading else []
     if p > 1:

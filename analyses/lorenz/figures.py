@@ -37,7 +37,8 @@ def figures(results: dict, cfgs: dict[str, RunConfig], uncond_root: Path, out_di
                 samples = {name: posterior_samples(cfg, run, k, name)
                            for name in estimator_names(cfg)}
                 corner_plot(samples, out_dir / f"corner_{variant}_{k}.png",
-                            truth=np.asarray(cfg.observed.theta[k]), labels=list(PARAMS))
+                            truth=np.asarray(cfg.observed.theta[k]), labels=list(PARAMS),
+                            n_events=cfg.observed.n_events)
     fig = plot_calibration(results, plt)
     if fig is not None:
         fig.savefig(out_dir / "calibration.png", dpi=110)
