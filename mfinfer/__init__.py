@@ -22,7 +22,8 @@ The subpackages follow the data flow, left to right:
 - ``io``: ROOT event files; ``plotting``: corner plots;
 - ``config``, ``pipeline``, ``cli``: YAML runs and the ``mfinfer`` command;
 - ``files``: atomic writes, SHA-256-checked file pairs, safe loading;
-- ``errors``: the exceptions; ``priors``; ``utils``.
+- ``errors``: the exceptions; ``priors`` (BoxUniform, Gaussian, MultivariateGaussian, and
+  ``as_prior`` for torch / sbi priors); ``utils``.
 
 Reference: Brehmer & Cranmer, "Flows for simultaneous manifold learning and density estimation",
 arXiv:2003.13913.
@@ -30,7 +31,7 @@ arXiv:2003.13913.
 
 from mfinfer.inference import LikelihoodEstimator, Posterior, sample_posterior
 from mfinfer.models import AmbientFlow, FOMFlow, ManifoldFlow, load_model, save_model
-from mfinfer.priors import BoxUniform, Gaussian
+from mfinfer.priors import BoxUniform, Gaussian, MultivariateGaussian, as_prior
 from mfinfer.registry import get_simulator
 
 __version__ = "0.1.0"
@@ -52,7 +53,9 @@ __all__ = [
     "Gaussian",
     "LikelihoodEstimator",
     "ManifoldFlow",
+    "MultivariateGaussian",
     "Posterior",
+    "as_prior",
     "get_simulator",
     "load_model",
     "sample_posterior",

@@ -93,6 +93,11 @@ class Prior:
         """(low, high), each (p,): the smallest box holding the support (±inf where unbounded)."""
         raise NotImplementedError
 
+    @property
+    def has_bounds(self) -> bool:
+        """Whether ``bounds`` is known (False for a support that is not box-shaped, e.g. a simplex)."""
+        return True
+
     def scaling(self) -> tuple[np.ndarray, np.ndarray]:
         """(loc, scale), each (p,): θ → (θ − loc) / scale brings the prior to order one (a box's
         centre and half-width, a Gaussian's mean and standard deviation)."""

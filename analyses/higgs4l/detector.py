@@ -93,7 +93,7 @@ def main() -> None:
         for name, s in samples.items():
             if name != "truth":
                 rec["posteriors"][name]["mmd2_vs_truth"] = float(mmd2(s, samples["truth"]))
-                rec["posteriors"][name]["c2st_vs_truth"] = float(c2st(s, samples["truth"]))
+                rec["posteriors"][name]["c2st_vs_truth"] = float(c2st(s, samples["truth"], classifier="rf"))
         out["points"].append(rec)
         np.savez(Path("runs/higgs4l-detector") / f"detector_point_{k}.npz", **samples)
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -192,7 +192,7 @@ def posteriors(cfg: RunConfig, seed: int, fits: dict[str, dict], out: Path, num_
                                       "converged": bool(res.converged),
                                       "seconds": round(time.perf_counter() - t0, 1)}
             if n != "truth":
-                point["posteriors"][n].update(c2st=float(c2st(s, samples["truth"])),
+                point["posteriors"][n].update(c2st=float(c2st(s, samples["truth"], classifier="rf")),
                                               mmd2=float(mmd2(s, samples["truth"])))
         record["points"].append(point)
     atomic_write_json(record, path)

@@ -60,6 +60,9 @@ _AGGREGATES: dict[str, Callable[[Any], Any]] = {"mean": np.mean, "median": np.me
 #: options of the inputs themselves (config ``metrics:``), with defaults.
 INPUT_OPTIONS: dict[str, Any] = {"n_model_samples": 2000}  # held-out simulations per seed
 
+#: the allowed values of the string options.
+OPTION_CHOICES: dict[str, tuple[str, ...]] = {"c2st_classifier": m.C2ST_CLASSIFIERS}
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -245,7 +248,7 @@ class ObservedInputs:
 # ------------------------------------------------------------------ the registry
 def _c2st(p: PosteriorInputs) -> float:
     assert p.reference is not None  # posterior_vs_truth metrics run only when a truth exists
-    return m.c2st(p.samples, p.reference, seed=p.seed)
+    return m.c2st(p.samples, p.reference, seed=p.seed, classifier=p.options["c2st_classifier"])
 
 
 def _bias_and_width_part(key: str) -> Callable[[PosteriorInputs], list[float]]:
@@ -267,7 +270,8 @@ _METRICS = [
            "off-manifold threshold (99th percentile of test reconstruction errors)",
            within_seed=None, over_seeds=None, summary=False, x_units=True),
     Metric("mmd2", lambda p: m.mmd2(p.samples, p.reference), "posterior_vs_truth", "MMD²", "↓"),
-    Metric("c2st", _c2st, "posterior_vs_truth", "C2ST", "↓ (0.5 ideal)", options={"c2st": True}),
+    Metric("c2st", _c2st, "posterior_vs_truth", "C2ST", "↓ (0.5 ideal)",
+           options={"c2st": True, "c2st_classifier": "mlp"}),
     Metric("log_p_true", _log_p_true, "posterior_vs_theta", "log p̂(θ*)", "↑",
            base_measure="parameters", truth=True, options={"kde_bandwidth": 0.15}),
     *(Metric(key, _bias_and_width_part(key), "posterior_vs_theta", title,
@@ -328,6 +332,9 @@ def resolve_options(given: Mapping[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"metrics: unknown fields {sorted(unknown)}; allowed: "
                           f"{', '.join(defaults)}")
+    for key, choices in OPTION_CHOICES.items():
+        if key in given and given[key] not in choices:
+            raise ConfigError(f"metrics.{key}: must be one of {choices}, got {given[key]!r}")
     return defaults | dict(given)
 
 

@@ -12,7 +12,7 @@ from mfinfer.models.base import Flow
 from mfinfer.models.ensemble import Ensemble
 from mfinfer.models.fom import Chart, FOMFlow
 from mfinfer.models.manifold import InjectiveFlow, ManifoldFlow
-from mfinfer.models.storage import MODELS, build_model, load_model, save_model
+from mfinfer.models.storage import MODELS, build_model, load_model, model_options, prior_theta_map, save_model
 
 __all__ = ["MODELS", "AmbientFlow", "Chart", "Ensemble", "FOMFlow", "Flow", "InjectiveFlow", "ManifoldFlow",
-           "build_model", "load_model", "save_model"]
+           "build_model", "load_model", "model_options", "prior_theta_map", "save_model"]

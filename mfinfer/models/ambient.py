@@ -25,8 +25,9 @@ class AmbientFlow(Flow):
         data_dim: D.
         param_dim: dimension of θ (0: unconditional).
         num_layers: number of spline layers.
-        theta_loc, theta_scale: the networks see (θ − loc) / scale instead of θ (e.g. the prior's
-            centre and half-width); default: θ as given.
+        theta_loc, theta_scale: the networks see (θ − loc) / scale instead of θ; default: θ as
+            given here, ``prior.scaling()`` where the model meets its prior (``build_model``,
+            ``LikelihoodEstimator.train``).
         hidden_features, num_blocks, num_bins, tail_bound, linear: architecture
             (see ``mfinfer.models.transforms.flow_transform``).
 

@@ -155,10 +155,22 @@ class Flow(nn.Module):
         loc: Tensor | None = getattr(self, "theta_loc", None)
         return theta if loc is None else (theta - loc) / self.theta_scale
 
+    @property
+    def has_theta_map(self) -> bool:
+        """Whether the networks see (θ − theta_loc) / theta_scale (else θ as given)."""
+        return "theta_loc" in self.config
+
+    def set_theta_map(self, loc: Any, scale: Any) -> None:
+        """Set the fixed map θ -> (θ − loc) / scale, (p,) each, that every network sees instead of θ,
+        and record it in ``config`` (so ``save_model`` / ``load_model`` keep it). Set it before
+        training: the networks learn in the scaled θ. Where a model meets its prior
+        (``build_model``, ``LikelihoodEstimator.train``) it gets ``prior.scaling()`` by default."""
+        self.config.update(self._set_theta_map(loc, scale))
+
     def _set_theta_map(self, loc: Any, scale: Any) -> dict[str, list[float]]:
         """Register the fixed map θ -> (θ − loc) / scale that every network sees instead of θ
-        (opt-in: e.g. the prior's centre and half-width, so that θ of order 10 or 100 reaches the
-        networks as numbers of order one); both None: θ as given. Returns the config entries."""
+        (e.g. the prior's centre and half-width, so that θ of order 10 or 100 reaches the networks
+        as numbers of order one); both None: θ as given. Returns the config entries."""
         if loc is None and scale is None:
             return {}
         if loc is None or scale is None:
@@ -170,9 +182,9 @@ class Flow(nn.Module):
                                  f"parameter), got {v.tolist()}")
         if (pair[1] <= 0).any():
             raise InputError(f"theta_scale: expected positive numbers, got {pair[1].tolist()}")
-        dtype = torch.get_default_dtype()
-        self.register_buffer("theta_loc", pair[0].to(dtype))
-        self.register_buffer("theta_scale", pair[1].to(dtype))
+        ref = self._ref()  # the default dtype on CPU while the model is being built
+        self.register_buffer("theta_loc", pair[0].to(dtype=ref.dtype, device=ref.device))
+        self.register_buffer("theta_scale", pair[1].to(dtype=ref.dtype, device=ref.device))
         return {"theta_loc": pair[0].tolist(), "theta_scale": pair[1].tolist()}
 
     def extra_repr(self) -> str:

@@ -35,6 +35,9 @@ class FOMFlow(InjectiveFlow):
         chart: the known manifold (a :class:`Chart`, e.g. ``mfinfer.get_simulator("circle")``).
         param_dim: dimension of θ.
         inner_layers: spline layers of the inner flow.
+        theta_loc, theta_scale: the inner flow sees (θ − loc) / scale instead of θ; default: θ as
+            given here, ``prior.scaling()`` where the model meets its prior (``build_model``,
+            ``LikelihoodEstimator.train``).
         **arch: hidden_features, num_blocks, num_bins, tail_bound of the inner flow.
 
     A chart built by ``mfinfer.get_simulator`` records its name and options, so ``save_model`` /
@@ -43,9 +46,11 @@ class FOMFlow(InjectiveFlow):
 
     default_schedule = "fom"
 
-    def __init__(self, chart: Chart, *, param_dim: int = 0, inner_layers: int = 5, **arch: Any) -> None:
+    def __init__(self, chart: Chart, *, param_dim: int = 0, inner_layers: int = 5,
+                 theta_loc: list[float] | None = None, theta_scale: list[float] | None = None,
+                 **arch: Any) -> None:
         super().__init__()
-        check_arch("FOMFlow", arch, ("param_dim", "inner_layers"))
+        check_arch("FOMFlow", arch, ("param_dim", "inner_layers", "theta_loc", "theta_scale"))
         if not isinstance(chart, Chart):
             raise InputError(f"chart: expected an object with chart(), embed(), data_dim and "
                              f"manifold_dim (e.g. mfinfer.get_simulator('circle')), got "
@@ -54,7 +59,7 @@ class FOMFlow(InjectiveFlow):
         self.data_dim, self.manifold_dim = chart.data_dim, chart.manifold_dim
         self.param_dim = param_dim
         self.config = {"chart": getattr(chart, "registry_spec", None), "param_dim": param_dim,
-                       "inner_layers": inner_layers, **arch}
+                       "inner_layers": inner_layers, **arch, **self._set_theta_map(theta_loc, theta_scale)}
         self._build_inner(inner_layers, arch)
         self.eval()
 

@@ -164,7 +164,8 @@ class ManifoldFlow(InjectiveFlow):
             the paper, so u(x) and det JᵀJ can be cached during inference).
         outer_layers, inner_layers: number of spline layers of f and h.
         pie_epsilon: width ε of the off-manifold Gaussian in ``mode="pie"``.
-        theta_loc, theta_scale: every network sees (θ − loc) / scale instead of θ (e.g. the
+        theta_loc, theta_scale: every network sees (θ − loc) / scale instead of θ (by default
+            ``prior.scaling()`` where the model meets its prior; e.g. the
             prior's centre and half-width); default: θ as given.
         **arch: hidden_features, num_blocks, num_bins, tail_bound for the spline layers.
 

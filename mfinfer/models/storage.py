@@ -9,9 +9,11 @@ silently with other weights. A ``model.json`` without the digest (older saves) l
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from mfinfer.errors import ConfigError, CorruptFileError
@@ -22,7 +24,7 @@ from mfinfer.models.ensemble import Ensemble
 from mfinfer.models.fom import FOMFlow
 from mfinfer.models.manifold import ManifoldFlow
 
-__all__ = ["MODELS", "build_model", "load_model", "save_model"]
+__all__ = ["MODELS", "build_model", "load_model", "model_options", "prior_theta_map", "save_model"]
 
 #: The model registry: the ``kind`` names of configs and ``model.json``.
 MODELS: dict[str, type[Flow]] = {"AmbientFlow": AmbientFlow, "ManifoldFlow": ManifoldFlow, "FOMFlow": FOMFlow,
@@ -35,9 +37,37 @@ def _model_class(kind: str) -> type[Flow]:
     return MODELS[kind]
 
 
+def prior_theta_map(prior: Any) -> dict[str, list[float]]:
+    """``{"theta_loc", "theta_scale"}`` from ``prior.scaling()`` (a box's centre and half-width, a
+    Gaussian's mean and std), as sbi z-scores θ by default; ``{}`` where that map is the identity
+    (e.g. a box [-1, 1]), which changes nothing."""
+    loc, scale = (np.asarray(v, dtype=float) for v in prior.scaling())
+    if np.all(loc == 0.0) and np.all(scale == 1.0):
+        return {}
+    return {"theta_loc": loc.tolist(), "theta_scale": scale.tolist()}
+
+
+def model_options(simulator: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options a model is built with for ``simulator``: ``options`` plus, for a conditional
+    model given neither ``theta_loc`` nor ``theta_scale``, the map from the simulator's prior
+    (:func:`prior_theta_map`). Explicit values win.
+
+    Example:
+        >>> from mfinfer.registry import get_simulator
+        >>> model_options(get_simulator("higgs4l"), {"num_layers": 2})["theta_scale"]
+        [2.0, 3.0]
+    """
+    out = dict(options)
+    prior = getattr(simulator, "prior", None)
+    if simulator.param_dim > 0 and prior is not None and not {"theta_loc", "theta_scale"} & set(out):
+        out |= prior_theta_map(prior)
+    return out
+
+
 def build_model(kind: str, simulator: Any, **options: Any) -> Flow:
-    """Build a model of class ``kind`` with the dimensions ``simulator`` declares, plus ``options``."""
-    return _model_class(kind).for_simulator(simulator, **options)
+    """Build a model of class ``kind`` with the dimensions ``simulator`` declares, plus ``options``
+    (θ scaled by the simulator's prior unless they say otherwise: :func:`model_options`)."""
+    return _model_class(kind).for_simulator(simulator, **model_options(simulator, options))
 
 
 WEIGHTS = "weights.pt"
