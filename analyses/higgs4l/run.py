@@ -225,8 +225,8 @@ def results_table(run_root: str | Path, command: str | None = None, wall: dict |
         for m in cfg.get("models", []):
             lines.append(f"- {m['name']}: {m['kind']} {json.dumps(m.get('options', {}))}, "
                          f"train {json.dumps(m.get('train', {}))}")
-        mc = cfg.get("mcmc", {})
-        lines.append(f"- MCMC: {json.dumps(mc)}; threads {cfg.get('threads')}, "
+        mc = cfg.get("posterior", cfg.get("mcmc", {}))  # runs before the posterior: section: mcmc:
+        lines.append(f"- posterior sampler: {json.dumps(mc)}; threads {cfg.get('threads')}, "
                      f"device {cfg.get('device')}")
     for s in seeds:
         times = stage_times(run_root / f"seed_{s}")
