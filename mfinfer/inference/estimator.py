@@ -26,8 +26,8 @@ from mfinfer.inference.posterior import Posterior
 from mfinfer.inference.potential import LogPosterior
 from mfinfer.inference.sampling import resolve_spec
 from mfinfer.inference.spec import PosteriorSpec
-from mfinfer.models import Flow
-from mfinfer.priors import Prior
+from mfinfer.models import Flow, prior_theta_map
+from mfinfer.priors import PriorLike, as_prior
 from mfinfer.training import TrainConfig, train
 
 __all__ = ["LikelihoodEstimator", "LikelihoodPosterior"]
@@ -47,7 +47,8 @@ class LikelihoodEstimator:
         history: The per-epoch training history of the last :meth:`train`.
     """
 
-    def __init__(self, model: Flow, prior: Prior) -> None:
+    def __init__(self, model: Flow, prior: PriorLike) -> None:
+        prior = as_prior(prior)
         if model.param_dim != prior.dim:
             raise InputError(
                 f"model.param_dim ({model.param_dim}) must equal prior.dim ({prior.dim})")
@@ -114,6 +115,11 @@ class LikelihoodEstimator:
     ) -> LikelihoodEstimator:
         """Train on all appended simulations (see ``mfinfer.training.train``); returns self.
 
+        A conditional model built without ``theta_loc``/``theta_scale`` gets the prior's θ map
+        here (``prior.scaling()``: a box's centre and half-width, a Gaussian's mean and std), as
+        sbi z-scores θ; it is kept in ``model.config`` and so by ``save_model``. To train on θ
+        as given, build the model with ``theta_loc=[0] * p, theta_scale=[1] * p``.
+
         Arguments:
             config: Training settings; default ``TrainConfig(**config_kwargs)``.
             run_dir: Directory for checkpoints (enables ``resume``).
@@ -134,6 +140,9 @@ class LikelihoodEstimator:
                 raise InputError("score: score_weight > 0 needs the joint scores of every append: "
                                  "append_simulations(theta, x, score=t)")
             score = np.concatenate(self._score)
+        theta_map = prior_theta_map(self.prior)
+        if self.model.param_dim > 0 and not self.model.has_theta_map and theta_map:
+            self.model.set_theta_map(theta_map["theta_loc"], theta_map["theta_scale"])
         self.history = train(self.model, x, theta, config, run_dir=run_dir, resume=resume,
                              weights=weights, score=score)
         return self

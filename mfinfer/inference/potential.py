@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from mfinfer._validation import as_matrix
-from mfinfer.priors import Prior
+from mfinfer.priors import PriorLike, as_prior
 
 __all__ = ["LogLike", "LogPosterior"]
 
@@ -42,9 +42,9 @@ class LogPosterior:
         array([-0.69314718,        -inf])
     """
 
-    def __init__(self, log_like: LogLike, prior: Prior) -> None:
+    def __init__(self, log_like: LogLike, prior: PriorLike) -> None:
         self.log_like = log_like
-        self.prior = prior
+        self.prior = as_prior(prior)
 
     @property
     def dim(self) -> int:
