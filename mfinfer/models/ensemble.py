@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +37,8 @@ from mfinfer.errors import ConfigError, InputError
 from mfinfer.models.base import Flow
 
 __all__ = ["Ensemble"]
+
+Mode = Literal["manifold", "pie"]
 
 
 class Ensemble(Flow):
@@ -79,22 +81,27 @@ class Ensemble(Flow):
         """K, the number of members."""
         return len(self.members)
 
+    @property
+    def flows(self) -> list[Flow]:
+        """The members, typed as models."""
+        return [cast(Flow, m) for m in self.members]
+
     def manifold_parameters(self) -> list[nn.Parameter]:
-        return [p for m in self.members for p in m.manifold_parameters()]
+        return [p for m in self.flows for p in m.manifold_parameters()]
 
     def density_parameters(self) -> list[nn.Parameter]:
-        return [p for m in self.members for p in m.density_parameters()]
+        return [p for m in self.flows for p in m.density_parameters()]
 
     def fit_standardization(self, x: Any) -> None:
-        for m in self.members:
+        for m in self.flows:
             m.fit_standardization(x)
 
-    def member_log_probs(self, x: Any, theta: Any = None, mode: str = "manifold") -> Tensor:
+    def member_log_probs(self, x: Any, theta: Any = None, mode: Mode = "manifold") -> Tensor:
         """Every member's log p̂_k(x|θ), (n, D) -> (K, n)."""
         x = self._check_x(x)
-        return torch.stack([m.log_prob(x, theta, mode=mode) for m in self.members])
+        return torch.stack([m.log_prob(x, theta, mode=mode) for m in self.flows])
 
-    def log_prob(self, x: Any, theta: Any = None, mode: str = "manifold") -> Tensor:
+    def log_prob(self, x: Any, theta: Any = None, mode: Mode = "manifold") -> Tensor:
         """log of the mixture (1/K) Σ_k p̂_k(x|θ), (n, D) and (n, p) or (p,) -> (n,).
 
         ``mode`` is passed to every member (``"pie"``: M-flow members only)."""
@@ -108,7 +115,7 @@ class Ensemble(Flow):
         ref = self._ref()
         which = torch.randint(self.size, (n,), generator=generator)
         out = torch.empty(n, self.data_dim, dtype=ref.dtype, device=ref.device)
-        for k, member in enumerate(self.members):
+        for k, member in enumerate(self.flows):
             rows = torch.nonzero(which == k).flatten()
             if len(rows):
                 t = None if theta is None else theta[rows]
@@ -118,7 +125,7 @@ class Ensemble(Flow):
     def reconstruction_error(self, x: Any, theta: Any = None) -> Tensor:
         """The members' mean |project(x) − x| per event, (n, D) -> (n,) (zeros for AF members)."""
         x = self._check_x(x)
-        return torch.stack([m.reconstruction_error(x, theta) for m in self.members]).mean(0)
+        return torch.stack([m.reconstruction_error(x, theta) for m in self.flows]).mean(0)
 
     @classmethod
     def for_simulator(cls, simulator: Any, **options: Any) -> Ensemble:
