@@ -241,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="only rebuild the table from the finished run directories")
     parser.add_argument("--out", help="where to write the table (default: results.md next to this "
                                       "file; --quick: results.md in the run directory)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
     config = args.config or (QUICK_CONFIG if args.quick else DEFAULT_CONFIG)
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from mfinfer.pipeline import run_all
 
-        run_all(cfg, workers=workers, progress=workers <= 1)
+        run_all(cfg, workers=workers, progress=workers <= 1 and not args.quiet)
     opts = " --quick" if args.quick else f" --config {shlex.quote(config)}" if args.config else ""
     command = f"{COMMAND}{opts} --workers {workers}"
     title = (f"# Power experiment: ours vs the paper\n\nConfig: `{config}` "
