@@ -19,7 +19,7 @@ import emcee
 import numpy as np
 
 from mfinfer.inference.potential import LogLike, LogPosterior
-from mfinfer.inference.spec import EmceeOptions
+from mfinfer.inference.spec import EmceeOptions, num_samples_of
 from mfinfer.priors import Prior, PriorLike, as_prior
 
 __all__ = ["MCMCResult", "sample_emcee"]
@@ -215,6 +215,7 @@ def sample_emcee(
         >>> res.samples.shape
         (1000, 1)
     """
+    num_samples = num_samples_of(num_samples)
     opts = EmceeOptions() if options is None else options
     prior = as_prior(prior)
     num_walkers, p = opts.num_walkers, prior.dim

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from mfinfer.inference.potential import LogLike, LogPosterior
-from mfinfer.inference.spec import GridOptions
+from mfinfer.inference.spec import GridOptions, num_samples_of
 from mfinfer.priors import Prior, PriorLike, as_prior
 
 __all__ = ["GridResult", "sample_grid"]
@@ -293,8 +293,7 @@ def sample_grid(
     if p > 3:
         raise ValueError(f"sample_grid: the grid needs p <= 3 parameters, got {p}; use "
                          "method='smc' or 'emcee'")
-    if int(num_samples) < 1:
-        raise ValueError(f"num_samples: expected a positive integer, got {num_samples}")
+    num_samples = num_samples_of(num_samples)
     rng = np.random.default_rng(rng)
     log_post = LogPosterior(log_like, prior)
     low, high, truncated = _domain(prior, rng)

@@ -34,7 +34,7 @@ import numpy as np
 
 from mfinfer.inference.potential import LogLike, LogPosterior
 from mfinfer.inference.smc_moves import Particles, StageMoves, mutate
-from mfinfer.inference.spec import SMCOptions
+from mfinfer.inference.spec import SMCOptions, num_samples_of
 from mfinfer.priors import PriorLike, as_prior
 
 __all__ = ["SMCResult", "sample_smc"]
@@ -199,9 +199,7 @@ def sample_smc(
     """
     opts = options if options is not None else SMCOptions(**option_values)
     prior = as_prior(prior)
-    n_out = int(num_samples)
-    if n_out < 1:
-        raise ValueError(f"num_samples: expected a positive integer, got {num_samples}")
+    n_out = num_samples_of(num_samples)
     n = n_out if opts.num_particles is None else opts.num_particles
     if n < n_out:
         raise ValueError(f"num_particles: expected >= num_samples = {n_out}, got {n}")

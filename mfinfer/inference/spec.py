@@ -31,15 +31,31 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_type_hints
 
+import numpy as np
+
 from mfinfer.errors import ConfigError
 from mfinfer.schema import check, check_fields, unknown
 
-__all__ = ["METHODS", "EmceeOptions", "GridOptions", "Method", "PosteriorSpec", "SMCOptions"]
+__all__ = ["METHODS", "EmceeOptions", "GridOptions", "Method", "PosteriorSpec", "SMCOptions",
+           "num_samples_of"]
 
 Method = Literal["auto", "grid", "smc", "emcee"]
 """The samplers: ``auto`` (grid for p ≤ 3 when it converges, else SMC), ``grid``, ``smc``,
 ``emcee``."""
 METHODS: tuple[str, ...] = get_args(Method)
+#: The range of ``num_samples`` (field metadata; :func:`num_samples_of` for samplers called directly).
+NUM_SAMPLES = {"min": 1}
+
+
+def num_samples_of(value: Any, where: str = "num_samples") -> int:
+    """``value`` as a number of samples (an integer >= 1; numpy integers accepted).
+
+    Raises:
+        ConfigError: not an integer, or < 1 (naming ``where``).
+    """
+    value = int(value) if isinstance(value, np.integer) else value
+    check(value, int, where, NUM_SAMPLES)
+    return value
 
 
 @dataclass(frozen=True)
@@ -140,7 +156,7 @@ class PosteriorSpec:
     """
 
     method: Method = "auto"
-    num_samples: int = field(default=5000, metadata={"min": 1})
+    num_samples: int = field(default=5000, metadata=NUM_SAMPLES)
     grid: GridOptions | None = None
     smc: SMCOptions | None = None
     emcee: EmceeOptions | None = None
@@ -240,7 +256,7 @@ class PosteriorSpec:
         """The spec of flat ``options``, each checked and named by its ``paths`` entry."""
         at = f"{where}." if where else ""
         check(method, Method, f"{at}method")
-        check(num_samples, int, f"{at}num_samples", {"min": 1})
+        num_samples = num_samples_of(num_samples, f"{at}num_samples")
         grouped: dict[str, dict[str, Any]] = {}
         for key, value in options.items():
             if key not in OWNER:
