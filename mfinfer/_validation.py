@@ -1,4 +1,5 @@
-"""The one checker of array inputs: shapes, dtypes, finiteness, empty inputs and θ broadcasting.
+"""The one checker of inputs: shapes, dtypes, finiteness, empty inputs, θ broadcasting, and the
+names that become paths.
 
 Every public boundary (models, training data, observed events, simulators, priors, metrics) calls
 these, so the same mistake gives the same message everywhere:
@@ -8,6 +9,9 @@ these, so the same mistake gives the same message everywhere:
 
 from __future__ import annotations
 
+import re
+import reprlib
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -16,7 +20,17 @@ from torch import Tensor
 
 from mfinfer.errors import InputError
 
-__all__ = ["as_matrix", "as_model_input", "broadcast_rows", "check_count", "nonfinite_rows"]
+__all__ = ["NAME_RULE", "as_matrix", "as_model_input", "broadcast_rows", "check_count",
+           "check_finite_parameters", "check_name",
+           "check_names", "nonfinite_rows", "path_name", "safe_label"]
+
+#: The one rule for every name that becomes a file or folder name (run names, model names, labels):
+#: a letter or digit, then up to 99 letters, digits, spaces and ``. _ + - ( )``; so never ``.``,
+#: ``..``, empty, hidden or absolute. Model names may also hold ``/`` (table labels such as
+#: ``M-flow (M/D sequential)``), which becomes ``-`` in their paths (:func:`path_name`).
+NAME_RULE = r"[A-Za-z0-9][A-Za-z0-9 ._+()-]{0,99}"
+_NAME = re.compile(NAME_RULE)
+_LABEL = re.compile(NAME_RULE.replace("()-]", "()/-]"))
 
 
 def _shape(a: Any) -> tuple[int, ...]:
@@ -113,8 +127,60 @@ def broadcast_rows(a: np.ndarray | Tensor, n: int, name: str) -> Any:
     return a
 
 
+def check_finite_parameters(module: torch.nn.Module, name: str) -> None:
+    """Raise ``InputError`` naming ``name`` if any parameter or buffer of ``module`` holds NaN or
+    inf (weights damaged in memory or saved after a diverged training: every output would be NaN)."""
+    bad = [key for key, t in [*module.named_parameters(), *module.named_buffers()]
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise InputError(f"{name}: {len(bad)} weight tensor(s) hold NaN or inf (first: {bad[0]!r}); "
+                         "its outputs would be NaN: retrain it, or load weights saved before the "
+                         "problem")
+
+
 def check_count(n: Any, name: str, minimum: int = 1) -> int:
     """A whole number ≥ ``minimum`` (sample counts, sizes); numpy integers are accepted."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < minimum:
         raise InputError(f"{name}: expected an integer >= {minimum}, got {n!r}")
     return int(n)
+
+
+def check_name(name: Any, where: str, *, slash: bool = False,
+               error: type[ValueError] = InputError) -> str:
+    """``name`` if it follows :data:`NAME_RULE` (``slash``: ``/`` allowed too), else ``error``
+    naming ``where``, the rule and the name (bounded)."""
+    pattern = _LABEL if slash else _NAME
+    if not isinstance(name, str) or not pattern.fullmatch(name) or name != name.rstrip(" ."):
+        extra = ", '/' (becomes '-')" if slash else ""
+        raise error(f"{where}: names a file or folder, so it must start with a letter or digit, hold "
+                    f"only letters, digits, spaces and . _ + - ( ){extra}, not end with a space or "
+                    f"'.', and have at most 100 characters; got {reprlib.repr(name)}")
+    return name
+
+
+def path_name(name: str, where: str = "name") -> str:
+    """A checked name (:func:`check_name` with ``slash``) as a file or folder name: '/' -> '-'."""
+    return check_name(name, where, slash=True).replace("/", "-")
+
+
+def safe_label(text: str) -> str:
+    """``text`` (e.g. a file's stem) made to follow :data:`NAME_RULE`: other characters become
+    '_', and a label that does not start with a letter or digit gets the prefix ``x``."""
+    label = re.sub(r"[^A-Za-z0-9 ._+()-]", "_", text)[:99].rstrip(" .")
+    return label if _NAME.fullmatch(label) else check_name("x" + label, "label")
+
+
+def check_names(names: Iterable[str], where: str, suffix: str = "", *, slash: bool = False,
+                error: type[ValueError] = InputError) -> list[str]:
+    """Check each name (at ``{where}[i]{suffix}``) and that no two share a path (after '/' -> '-',
+    ignoring case, as on case-insensitive file systems)."""
+    names = [check_name(n, f"{where}[{i}]{suffix}", slash=slash, error=error)
+             for i, n in enumerate(names)]
+    seen: dict[str, str] = {}
+    for n in names:
+        folded = n.replace("/", "-").casefold()
+        if folded in seen:
+            raise error(f"{where}: {seen[folded]!r} and {n!r} would share a folder ('/' becomes '-', "
+                        "case is ignored); rename one")
+        seen[folded] = n
+    return names

@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 import yaml
 
+from mfinfer._validation import as_matrix, safe_label
 from mfinfer.config import RunConfig, load_config
 from mfinfer.errors import ConfigError, CorruptFileError, InputError, MfinferError, MissingKeyError
-from mfinfer.summaries import final_line, train_line
 from mfinfer.inference.spec import METHODS, RUNS
+from mfinfer.summaries import final_line, train_line
 
 __all__ = ["main"]
 
@@ -199,12 +200,15 @@ def _read_npz(path: Path) -> np.ndarray:
             if "x" not in f.files:
                 raise MissingKeyError(f"{path}: no array 'x' (the events); it holds {f.files}; "
                                       "write events with `mfinfer simulate CONFIG --out FILE.npz`")
-            return f["x"]
+            x = f["x"]
     except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         # numpy reads what is not an archive as a pickle, which allow_pickle=False refuses
         reason = "not a .npz (zip) archive" if "pickle" in str(err) else str(err)
         raise CorruptFileError(f"{path}: not a readable .npz file of events ({reason}); write one "
                                "with `mfinfer simulate CONFIG --out FILE.npz`") from None
+    if x.ndim == 2 and x.dtype.kind in "fc":
+        as_matrix(x, None, f"--events {path}", min_rows=0)  # NaN or inf: named with the file
+    return x
 
 
 def _read_events(args: argparse.Namespace, cfg: RunConfig) -> np.ndarray:
@@ -263,7 +267,7 @@ def cmd_infer(args: argparse.Namespace) -> None:
         raise InputError(f"{flag}: applies only with --events FILE (the off-manifold gate judges user "
                          "events)")
     x = _read_events(args, cfg) if args.events else None  # before any run directory is touched
-    tag = Path(args.events).stem if args.events else None
+    tag = safe_label(Path(args.events).stem) if args.events else None  # names a folder
     action = "drop" if args.on_manifold_only else "strict" if args.strict else "report"
     t0, sampled, total = time.perf_counter(), 0, 0
     for s in cfg.seeds:
@@ -376,19 +380,19 @@ def build_parser() -> argparse.ArgumentParser:
         if force:
             p.add_argument("--force", action="store_true", help=force)
 
-    p = sub.add_parser("run", help="the whole pipeline: simulate, train, infer, evaluate")
-    common(p, "redo the stages even where current results exist")
-    p.add_argument("--stages", nargs="+", default=["simulate", "train", "infer", "evaluate"],
-                   choices=["simulate", "train", "infer", "evaluate"])
     def sampling(p: argparse.ArgumentParser) -> None:
         p.add_argument("--method", choices=list(METHODS), help="posterior sampler (default: the "
                        "config's; auto = grid for p <= 3 when its checks pass, else SMC)")
         p.add_argument("--num-samples", type=_int_at_least(1), help="posterior samples per "
                        "posterior (default: the config's)")
 
+    p = sub.add_parser("run", help="the whole pipeline: simulate, train, infer, evaluate")
+    common(p, "redo the stages even where current results exist")
+    sampling(p)
+    p.add_argument("--stages", nargs="+", default=["simulate", "train", "infer", "evaluate"],
+                   choices=["simulate", "train", "infer", "evaluate"])
     p.add_argument("--workers", type=_int_at_least(1), default=1,
                    help="run seeds in parallel dask worker processes")
-    sampling(p)
     p.add_argument("--scheduler", help="address of an existing dask scheduler")
     p.set_defaults(func=cmd_run)
 
@@ -412,11 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("infer", help="sample posteriors for the observed data or for --events")
     common(p, "sample again even where current posteriors exist")
+    sampling(p)
     p.add_argument("--events", help="observed events: a .root or .npz file")
     p.add_argument("--tree", help="tree name in the ROOT file (default: the events: section's, "
                    "else 'events')")
     p.add_argument("--branches", nargs="+", help="branch expressions to read as observables")
-    sampling(p)
     p.add_argument("--leptons", action="store_true",
                    help="read jagged Electron_*/Muon_* branches with the 2e2μ lepton selection")
     gate = p.add_mutually_exclusive_group()
@@ -429,17 +433,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="metrics.json and corner plots from the posteriors")
     common(p, "recompute metrics.json even where it is current")
+    sampling(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("calibrate", help="coverage and SBC ranks of the posteriors over many simulated "
                        "observations (the config's calibration: section)")
-    sampling(p)
     common(p, "recompute every observation even where current records exist")
+    sampling(p)
     p.add_argument("--workers", type=_int_at_least(1),
                    help="worker processes of the local dask cluster (default 1)")
     p.add_argument("--scheduler", help="address of a running dask scheduler, instead of a local cluster")
     p.set_defaults(func=cmd_calibrate)
-    sampling(p)
     return parser
 
 

@@ -23,13 +23,24 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
+from mfinfer._validation import check_name, check_names
 from mfinfer.errors import ConfigError, MfinferError
 from mfinfer.inference.spec import PosteriorSpec
 from mfinfer.io.events import EventsConfig
 from mfinfer.io.simulations import SimulationsConfig
 from mfinfer.models import MODELS, ManifoldFlow
 from mfinfer.overrides import apply_overrides
-from mfinfer.schema import build, check, check_fields, choice, read_yaml, unknown
+from mfinfer.schema import (
+    MAX_COUNT,
+    MAX_THREADS,
+    build,
+    check,
+    check_fields,
+    choice,
+    read_yaml,
+    short,
+    unknown,
+)
 from mfinfer.training import TrainConfig
 
 __all__ = [
@@ -46,7 +57,9 @@ __all__ = [
 
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 #: ranges of model and metrics options, by annotated (or default) type: sizes and scales.
-_OPTION_RANGES: dict[type, dict[str, float]] = {int: {"min": 1}, float: {"gt": 0}}
+_OPTION_RANGES: dict[type, dict[str, float]] = {int: {"min": 1, "max": MAX_COUNT}, float: {"gt": 0}}
+#: model options are layer counts and widths: 10000 already makes layers of 10^8 weights.
+_MODEL_RANGES: dict[type, dict[str, float]] = {int: {"min": 1, "max": 10_000}, float: {"gt": 0}}
 
 
 # ------------------------------------------------------------------ the config
@@ -66,6 +79,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, self.where)
+        check_name(self.name, f"{self.where}.name", slash=True, error=ConfigError)
         choice(self.kind, tuple(MODELS), f"{self.where}.kind")
         for key in ("seed", "device"):
             if key in self.train:
@@ -76,7 +90,7 @@ class ModelConfig:
     @property
     def where(self) -> str:
         """This model's path in error messages: ``models[<name>]``."""
-        return f"models[{self.name}]"
+        return f"models[{short(self.name)[1:-1] if isinstance(self.name, str) else short(self.name)}]"
 
     @cached_property
     def settings(self) -> TrainConfig:
@@ -105,7 +119,7 @@ class ObservedConfig:
     """Observed data: ``n_events`` simulated at each true point θ* (list of (p,) lists)."""
 
     theta: list[list[float]] = field(default_factory=list)  # none: infer --events only
-    n_events: int = field(default=20, metadata={"min": 1})
+    n_events: int = field(default=20, metadata={"min": 1, "max": MAX_COUNT})
 
     def __post_init__(self) -> None:
         check_fields(self, "observed")
@@ -172,7 +186,7 @@ class RunConfig:
         metrics: options of the metrics (``mfinfer.evaluation.registry.option_defaults()``:
             ``{"c2st": true, "kde_bandwidth": 0.15, "n_model_samples": 2000}``).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:<index>`` or ``mps``.
-        threads: torch CPU threads per run.
+        threads: torch CPU threads per run (at most ``mfinfer.schema.MAX_THREADS``, 1024).
         output_dir: where run directories go.
         events: how ``mfinfer infer --events FILE.root`` reads lepton collections and gates the
             events (``mfinfer.io.events.EventsConfig``: ``{preset: nanoaod}``, ``{preset:
@@ -181,7 +195,7 @@ class RunConfig:
 
     name: str = field(metadata={"min_len": 1})
     simulator: dict[str, Any] | None = field(default=None, kw_only=True)
-    n_train: int | None = field(default=None, kw_only=True, metadata={"min": 2})
+    n_train: int | None = field(default=None, kw_only=True, metadata={"min": 2, "max": MAX_COUNT})
     models: list[ModelConfig] = field(metadata={"min_len": 1})
     observed: ObservedConfig = field(default_factory=ObservedConfig, kw_only=True)
     posterior: PosteriorSpec = field(default_factory=PosteriorSpec)
@@ -189,7 +203,7 @@ class RunConfig:
     truth: bool = True
     metrics: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
-    threads: int = field(default=1, metadata={"min": 1})
+    threads: int = field(default=1, metadata={"min": 1, "max": MAX_THREADS})
     output_dir: str = field(default="runs", metadata={"min_len": 1})
     events: EventsConfig | None = None
     simulations: SimulationsConfig | None = None
@@ -205,12 +219,11 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, "")
-        if re.search(r"[/\\]", self.name) or self.name in (".", ".."):
-            raise ConfigError(f"name: names the run directory, so it cannot be '.', '..' or hold "
-                              f"'/' or '\\', got {self.name!r}")
+        check_name(self.name, "name", error=ConfigError)
         names = [m.name for m in self.models]
         if len(set(names)) != len(names) or "truth" in names:
-            raise ConfigError(f"models: names must be unique and not 'truth', got {names}")
+            raise ConfigError(f"models: names must be unique and not 'truth', got {short(names)}")
+        check_names(names, "models", ".name", slash=True, error=ConfigError)
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds: expected distinct seeds, got {self.seeds}")
         check_device(self.device)
@@ -254,6 +267,11 @@ class RunConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def mcmc(self) -> PosteriorSpec:
+        """The former name of :attr:`posterior`."""
+        return self.posterior
+
 
 # ------------------------------------------------------------------ checks against the simulator
 def _check_source(cfg: RunConfig) -> None:
@@ -267,11 +285,6 @@ def _check_source(cfg: RunConfig) -> None:
         for m in cfg.models:
             if m.kind == "FOMFlow":
                 raise ConfigError(f"{m.where}.kind: FOMFlow needs a simulator's chart; use "
-    @property
-    def mcmc(self) -> PosteriorSpec:
-        """The former name of :attr:`posterior`."""
-        return self.posterior
-
                                   "ManifoldFlow or AmbientFlow")
             if m.kind == "ManifoldFlow" and cfg.source.spec.manifold_dim is None:
                 raise ConfigError(f"{m.where}.kind: ManifoldFlow needs the manifold dimension; add "
@@ -296,10 +309,10 @@ def _check_point(row: list[float], sim: Any, where: str) -> None:
     if len(row) != p:
         named = f" ({', '.join(map(str, names))})" if names else ""
         raise ConfigError(f"{where}: expected {p} number{'s' * (p != 1)}, one per parameter{named}"
-                          f" of the simulator, got {len(row)}: {row}")
+                          f" of the simulator, got {len(row)}: {short(row)}")
     if not sim.prior.contains(np.asarray([row], dtype=float))[0]:
         low, high = sim.prior.bounds
-        raise ConfigError(f"{where}: {row} is outside the prior support [{low.tolist()}, "
+        raise ConfigError(f"{where}: {short(row)} is outside the prior support [{low.tolist()}, "
                           f"{high.tolist()}]; choose a true point inside the prior")
 
 
@@ -330,7 +343,7 @@ def _check_options(model: ModelConfig, sim: Any) -> None:
             raise ConfigError(f"{where}.param_dim: set from the simulator; remove it here")
         if key not in hints:
             unknown(key, sorted(hints), where, f"unknown option of {model.kind}")
-        check(value, hints[key], f"{where}.{key}", _OPTION_RANGES.get(hints[key]))
+        check(value, hints[key], f"{where}.{key}", _MODEL_RANGES.get(hints[key]))
     try:
         with torch.random.fork_rng(devices=[]):
             built = build_model(model.kind, sim, **model.options)
@@ -355,7 +368,7 @@ def check_device(device: str) -> None:
 
     if not _DEVICE.fullmatch(device):
         raise ConfigError(f"device: must be 'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps', got "
-                          f"{device!r}; use 'auto' (a GPU when there is one) or 'cpu'")
+                          f"{short(device)}; use 'auto' (a GPU when there is one) or 'cpu'")
     if device.startswith("cuda"):
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if int(device.partition(":")[2] or 0) >= count:

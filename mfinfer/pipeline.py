@@ -19,7 +19,8 @@ recorded in the posterior's JSON (``metadata.gate``) and, when significantly abo
 reported (``action="report"``), refused (``"strict"``) or the flagged events dropped (``"drop"``).
 
 ``training.json`` holds a trained model's epochs, best validation loss, wall seconds and weights'
-path (what ``mfinfer train`` prints). ``metrics.json`` holds every metric of :mod:`mfinfer.evaluation.registry` that applies;
+path (what ``mfinfer train`` prints). ``metrics.json`` holds every metric of
+:mod:`mfinfer.evaluation.registry` that applies;
 ``timings.json`` the wall seconds of each stage item (simulate, train per model, infer per
 posterior and point, evaluate), merged across resumed passes
 (:func:`mfinfer.evaluation.report.record_time`).
@@ -77,6 +78,7 @@ from mfinfer.files import (
     claim_dir,
     locked,
     read_json,
+    recorded,
     remove_owned_dir,
     sha256_file,
 )
@@ -201,8 +203,8 @@ class Run(RunDirectory):
                 continue
             if fresh and directory.exists():  # other inputs (or forced): train afresh
                 self.log.info("%s: inputs changed or forced; deleting %s", mcfg.name, directory)
-                remove_owned_dir(directory, self.dir, legacy=lambda d, name=mcfg.name: json_key(
-                    d / IDENTITY, "inputs", "name") == name)
+                remove_owned_dir(directory, self.dir, legacy=recorded(IDENTITY, "inputs", "name",
+                                                                      equals=mcfg.name))
             claim_dir(directory, self.dir)
             atomic_write_json(identity, directory / IDENTITY)
             self.log.info("training %s", mcfg.name)

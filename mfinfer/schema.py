@@ -4,8 +4,13 @@ A config section is a frozen dataclass; :func:`build` makes one from a mapping (
 named with the nearest allowed ones, missing required fields listed), :func:`check_fields`
 checks every field against its annotation and its metadata (``min``, ``gt``, ``lt`` for numbers,
 ``min_len`` for lists and strings; integers are never booleans, numbers are finite). Every problem
-raises ``ConfigError`` naming the field path, what was expected and what was got. YAML is read with
-``yaml.safe_load`` only (:func:`read_yaml`).
+raises ``ConfigError`` naming the field path, what was expected and what was got; values enter
+messages through :func:`short` (bounded, so a huge value never makes a huge message).
+
+YAML is read safely (:func:`read_yaml`): PyYAML's safe loader only, a file of at most
+``MAX_CONFIG_BYTES``, and at most ``MAX_YAML_NODES`` values once anchors and aliases are expanded
+(a "billion laughs" file of nested aliases is refused before anything walks it), nested at most
+``MAX_YAML_DEPTH`` deep.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING
 from pathlib import Path
@@ -23,7 +29,29 @@ import yaml
 
 from mfinfer.errors import ConfigError
 
-__all__ = ["build", "check", "check_fields", "choice", "describe", "nearest", "read_yaml", "unknown"]
+__all__ = ["MAX_CONFIG_BYTES", "MAX_COUNT", "MAX_THREADS", "MAX_YAML_DEPTH", "MAX_YAML_NODES", "build",
+           "check", "check_fields", "choice", "describe", "nearest", "read_yaml", "short", "unknown"]
+
+#: The largest config file read (configs are a few kB; this refuses a wrong or hostile file).
+MAX_CONFIG_BYTES = 1 << 20
+#: The most torch threads a config may ask for: far above any machine's cores, far below the
+#: number that makes the OpenMP runtime abort (a typo such as ``threads: 1000000``).
+MAX_THREADS = 1024
+#: The largest count of simulations, events or samples a config may ask for: above any run that
+#: fits in memory, so an extra zero or three fails here and not in an allocation.
+MAX_COUNT = 10**9
+#: The most values (scalars, lists, mappings) a config may hold with its aliases expanded.
+MAX_YAML_NODES = 100_000
+#: The deepest nesting of lists and mappings in a config.
+MAX_YAML_DEPTH = 32
+
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict, _REPR.maxlevel = 80, 80, 8, 8, 3
+
+
+def short(value: Any) -> str:
+    """``repr(value)``, bounded: long strings, lists and mappings are cut with ``...``."""
+    return _REPR.repr(value)
 
 
 def describe(hint: Any, plural: bool = False) -> str:
@@ -39,7 +67,7 @@ def describe(hint: Any, plural: bool = False) -> str:
     return "mappings" if plural else "a mapping"
 
 
-_OPS = {"min": ">=", "gt": ">", "lt": "<"}
+_OPS = {"min": ">=", "gt": ">", "lt": "<", "max": "<="}
 
 
 def _range_text(spec: Mapping[str, Any]) -> str:
@@ -49,7 +77,7 @@ def _range_text(spec: Mapping[str, Any]) -> str:
 
 def _in_range(value: float, spec: Mapping[str, Any]) -> bool:
     return (value >= spec.get("min", -math.inf) and value > spec.get("gt", -math.inf)
-            and value < spec.get("lt", math.inf))
+            and value < spec.get("lt", math.inf) and value <= spec.get("max", math.inf))
 
 
 def _is_a(value: Any, hint: Any) -> bool:
@@ -65,7 +93,7 @@ def _is_a(value: Any, hint: Any) -> bool:
 
 def check(value: Any, hint: Any, where: str, spec: Mapping[str, Any] | None = None) -> None:
     """Raise ``ConfigError`` at ``where`` unless ``value`` has type ``hint`` within ``spec``
-    (``min``/``gt``/``lt`` for numbers, also inside lists; ``min_len`` for a list or string)."""
+    (``min``/``gt``/``lt``/``max`` for numbers, also inside lists; ``min_len`` for a list or string)."""
     spec = spec or {}
     origin, args = get_origin(hint), get_args(hint)
     if origin is Literal:
@@ -77,15 +105,15 @@ def check(value: Any, hint: Any, where: str, spec: Mapping[str, Any] | None = No
         return check(value, hint, where, spec)
     if not _is_a(value, hint):
         raise ConfigError(f"{where}: expected {describe(hint)}{_range_text(spec)}, "
-                          f"got {value!r} ({type(value).__name__})")
+                          f"got {short(value)} ({type(value).__name__})")
     if isinstance(value, list | str) and len(value) < spec.get("min_len", 0):
-        raise ConfigError(f"{where}: expected a non-empty {describe(hint)[2:]}, got {value!r}")
+        raise ConfigError(f"{where}: expected a non-empty {describe(hint)[2:]}, got {short(value)}")
     if isinstance(value, list) and args:
         inner = {k: v for k, v in spec.items() if k != "min_len"}
         for i, item in enumerate(value):
             check(item, args[0], f"{where}[{i}]", inner)
     elif hint in (int, float) and not _in_range(value, spec):
-        raise ConfigError(f"{where}: expected {describe(hint)}{_range_text(spec)}, got {value!r}")
+        raise ConfigError(f"{where}: expected {describe(hint)}{_range_text(spec)}, got {short(value)}")
 
 
 def check_fields(obj: Any, where: str) -> None:
@@ -98,21 +126,23 @@ def check_fields(obj: Any, where: str) -> None:
 
 def nearest(name: Any, allowed: Sequence[str]) -> list[str]:
     """``allowed``, the names most like ``name`` first (for "did you mean" messages)."""
-    near = difflib.get_close_matches(str(name), list(allowed), n=3, cutoff=0.0)
+    near = difflib.get_close_matches(str(name)[:100], list(allowed), n=3, cutoff=0.0)
     return near + [a for a in allowed if a not in near]
 
 
 def choice(value: Any, allowed: Sequence, where: str) -> None:
     """Raise ``ConfigError`` at ``where`` unless ``value`` is one of ``allowed``."""
     if value not in allowed:
-        near = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1, cutoff=0.6)
+        near = difflib.get_close_matches(short(value).strip("'\""), [str(a) for a in allowed], n=1,
+                                         cutoff=0.6)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise ConfigError(f"{where}: must be one of {allowed}, got {value!r}{hint}")
+        raise ConfigError(f"{where}: must be one of {allowed}, got {short(value)}{hint}")
 
 
 def unknown(key: Any, allowed: Sequence[str], where: str, what: str = "unknown field") -> NoReturn:
     """Raise ``ConfigError`` for the field ``key`` at ``where``, listing ``allowed`` nearest first."""
-    raise ConfigError(f"{where}.{key}: {what}; allowed: {nearest(key, allowed)} (nearest first)")
+    raise ConfigError(f"{where}.{short(key).strip(chr(39))}: {what}; allowed: {nearest(key, allowed)} "
+                      "(nearest first)")
 
 
 def build(cls: type, data: Any, where: str) -> Any:
@@ -120,7 +150,7 @@ def build(cls: type, data: Any, where: str) -> Any:
     ones and missing required fields."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping of fields, got {type(data).__name__} "
-                          f"{data!r:.80}")
+                          f"{short(data)}")
     fields = dataclasses.fields(cls)
     allowed = [f.name for f in fields]
     for key in data:
@@ -134,20 +164,73 @@ def build(cls: type, data: Any, where: str) -> Any:
     return cls(**data)
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses documents too big once aliases are expanded."""
+
+    def fetch_flow_collection_start(self, token_class: Any) -> None:
+        # refused before the scanner, whose work grows with the square of the flow nesting
+        if self.flow_level >= MAX_YAML_DEPTH:
+            raise _TooBig(f"nested more than {MAX_YAML_DEPTH} levels deep")
+        super().fetch_flow_collection_start(token_class)
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        _expanded_size(node, {}, set(), 0)
+        return node
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _expanded_size(node: Any, sizes: dict[int, int], open_: set[int], depth: int) -> int:
+    """The number of values under ``node`` with every alias expanded (memoised per node, so a
+    nested-alias bomb is counted without being expanded); raises ``_TooBig``."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if id(node) in open_:
+        raise _TooBig("an alias refers to a node that contains it (a recursive structure)")
+    if depth > MAX_YAML_DEPTH:
+        raise _TooBig(f"nested more than {MAX_YAML_DEPTH} levels deep")
+    open_.add(id(node))
+    children: list[Any] = []
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    total = 1 + sum(_expanded_size(c, sizes, open_, depth + 1) for c in children)
+    open_.discard(id(node))
+    if total > MAX_YAML_NODES:
+        raise _TooBig(f"more than {MAX_YAML_NODES} values once its anchors and aliases (&, *) are "
+                      "expanded")
+    sizes[id(node)] = total
+    return total
+
+
 def read_yaml(path: Path, what: str) -> Any:
-    """The YAML document of ``path`` (``yaml.safe_load``), with errors naming the file and ``what``
-    it should hold (e.g. ``"run configuration"``)."""
+    """The YAML document of ``path`` (PyYAML's safe loader, bounded: see the module docstring),
+    with errors naming the file and ``what`` it should hold (e.g. ``"run configuration"``)."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: config file not found; pass the path of a YAML {what}")
     if path.is_dir():
         raise IsADirectoryError(f"{path}: is a directory; pass the path of a YAML {what} file")
+    with open(path, "rb") as f:
+        raw = f.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; expected a YAML {what} "
+                          "(a few kB); pass the config file, not a data file")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(raw.decode("utf-8"), Loader=_Loader)  # a SafeLoader subclass
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not a text file ({err.reason} at byte {err.start}); expected "
                           f"a YAML {what}") from None
+    except _TooBig as err:
+        raise ConfigError(f"{path}: refused: {err}; expected a YAML {what} of plain values") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: refused: nested too deeply to read; expected a YAML {what} of "
+                          "plain values") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{path}: invalid YAML{at}: {problem}; fix the syntax there") from None
+        raise ConfigError(f"{path}: invalid YAML{at}: {short(problem)[1:-1]}; fix the syntax there") from None

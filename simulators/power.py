@@ -231,7 +231,9 @@ class PowerSimulator(Simulator):
         with z = chart(x), (m, 3), (m, 1) or (1,) -> (m,).
 
         Off-surface x are evaluated at their chart point (the surface point above/below x along
-        the rotated third axis); use ``distance_to_manifold`` to see how far off they are.
+        the rotated third axis); use ``distance_to_manifold`` to see how far off they are. Far
+        out (|z| ≳ 1e77, where the polynomial overflows) ∇h is taken as its limit 0, so the
+        result is a very negative number or -inf, never NaN.
 
         Raises:
             ValueError: bad shapes, NaN, or θ outside [-1, 1].
@@ -239,7 +241,10 @@ class PowerSimulator(Simulator):
         x = check_x(x, self.data_dim)
         theta = check_theta(theta, self.prior, len(x))
         z = self.chart(x)
-        return self.chart_log_prob(z, theta) - self.log_volume(z)
+        with np.errstate(over="ignore", invalid="ignore"):
+            volume = self.log_volume(z)
+        # h and ∇h decay like exp(-SUPPRESSION |z|²): an overflow (inf * 0) means ∇h ≈ 0 there
+        return self.chart_log_prob(z, theta) - np.where(np.isfinite(volume), volume, 0.0)
 
     # -- geometry -----------------------------------------------------------------------------
 

@@ -97,7 +97,7 @@ CASES: list[Case] = [
     # top-level fields: types and ranges
     ("config-n-train-str", _load(_set("n_train", "abc")), ConfigError, "n_train: expected an integer >= 2"),
     ("config-n-train-zero", _load(_set("n_train", 0)), ConfigError,
-     "n_train: expected an integer >= 2, got 0"),
+     "n_train: expected an integer >= 2 and <= 1000000000, got 0"),
     ("config-n-train-bool", _load(_set("n_train", True)), ConfigError, "got true (bool)"),
     ("config-n-train-float", _load(_set("n_train", 100.5)), ConfigError, "n_train"),
     ("config-seeds-str", _load(_set("seeds", "ab")), ConfigError, "seeds: expected a list of integers"),
@@ -110,10 +110,11 @@ CASES: list[Case] = [
     ("config-device-gpu", _load(_set("device", "gpu")), ConfigError, "device: must be 'auto'"),
     ("config-device-cuda-unavailable", _cuda_unavailable, ConfigError, "use device 'auto' or 'cpu'"),
     ("config-output-dir-empty", _load(_set("output_dir", "")), ConfigError, "output_dir"),
-    ("config-name-path", _load(_set("name", "a/b")), ConfigError, "name: names the run directory"),
+    ("config-name-path", _load(_set("name", "a/b")), ConfigError, "name: names a file or folder"),
     ("config-unknown-field", _load(_set("simulatr", {"name": "power"})), ConfigError,
      "config.simulatr: unknown field; allowed: ['simulator'"),
-    ("config-missing-field", _load(_del("n_train")), ConfigError, "missing required field(s) ['n_train']"),
+    ("config-missing-field", _load(_del("n_train")), ConfigError,
+     "n_train: missing; give the number of training simulations"),
     # the simulator
     ("config-simulator-unknown", _load(_set("simulator", {"name": "nope"})), ConfigError,
      "no simulator named 'nope'"),

@@ -5,8 +5,9 @@ stage (in ``<output_dir>/<name>/seed_<seed>/models/``; a current model is never 
 submits one task per observation that lacks a current record to a dask cluster: a
 ``LocalCluster`` of ``workers`` processes (one thread each), or the running scheduler at
 ``scheduler``. Each task writes its records itself, atomically, so a crash or a killed worker loses
-only the tasks in flight (dask reruns them on another worker; a task run twice writes the same
-bytes) and running the campaign again computes only what is missing.
+only the tasks in flight (dask reruns them on another worker, and retries a task that failed
+``mfinfer.parallel.TASK_RETRIES`` times; a task run twice writes the same bytes) and running the
+campaign again computes only what is missing.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from mfinfer.calibration.observation import ObservationTask, Source, run_observa
 from mfinfer.calibration.report import COVERAGE_FILE, SUMMARY_FILE, level_name, write_report
 from mfinfer.errors import InputError, MfinferError
 from mfinfer.files import clean_temp, sha256_file
-from mfinfer.parallel import dask_client
+from mfinfer.parallel import TASK_RETRIES, dask_client
 
 __all__ = ["WorkerLostError", "calibrate", "format_result"]
 
@@ -65,7 +66,8 @@ def _submit(task: ObservationTask, todo: dict[int, tuple[Source, ...]], workers:
         n_workers = len(client.nthreads())
         where = f"scheduler {scheduler}" if scheduler else "a local cluster"
         _say(progress, f"{len(todo)} observation(s) to compute on {where} of {n_workers} worker(s)")
-        futures = [client.submit(run_observation, task, j, todo[j], pure=False) for j in todo]
+        futures = [client.submit(run_observation, task, j, todo[j], pure=False, retries=TASK_RETRIES)
+                   for j in todo]
         # drawn only on a terminal (never into redirected output)
         with progress_bar(None, progress, total=len(futures), desc="calibrate", unit="obs") as bar:
             try:

@@ -11,24 +11,28 @@ and optionally ``seeds``, ``output_dir``, ``device``, ``threads``. Every problem
 from __future__ import annotations
 
 import dataclasses
-import re
-import warnings
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_type_hints
+from typing import Any, get_type_hints
 
 import numpy as np
 
+from mfinfer._validation import check_name
 from mfinfer.config import ModelConfig, RunConfig, build_simulator, check_device
 from mfinfer.errors import ConfigError
 from mfinfer.evaluation.report import TRUTH
 from mfinfer.inference.spec import Method, PosteriorSpec
 from mfinfer.overrides import apply_overrides
-from mfinfer.schema import build, check, check_fields, choice, nearest, read_yaml, unknown
+from mfinfer.schema import MAX_COUNT, build, check, check_fields, nearest, read_yaml, short, unknown
 
-__all__ = ["DEFAULT_LEVELS", "TRUTH", "CalibrationConfig", "Campaign", "load_campaign"]
+__all__ = ["DEFAULT_LEVELS", "MIN_NUM_SAMPLES", "TRUTH", "CalibrationConfig", "Campaign", "load_campaign"]
 
+#: The fewest posterior samples per observation. The HPD rank of θ_j among L samples moves the
+#: coverage in steps of 1/(L + 1); with fewer than 19 samples the default levels, 0.05 apart, are
+#: not resolved (with L = 1 every level reads 0.5). Finer levels need more (checked too).
+MIN_NUM_SAMPLES = 20
 #: Credibility levels 0.05, 0.10, ..., 0.95.
 DEFAULT_LEVELS = [round(0.05 * k, 2) for k in range(1, 20)]
 #: Top-level fields a truth-only campaign may hold (besides ``calibration``).
@@ -47,7 +51,9 @@ class CalibrationConfig:
     Attributes:
         n_observations: number of observations j; θ_j ~ prior, seeded from (seed, j).
         n_events: i.i.d. events per observation X_j.
-        num_samples: posterior samples per observation and model.
+        num_samples: posterior samples per observation and model, at least ``MIN_NUM_SAMPLES``
+            (20) and enough to resolve the levels: 1/(num_samples + 1) no larger than the
+            smallest gap between 0, the levels and 1.
         levels: credibility levels in (0, 1) at which coverage is reported.
         models: ``truth`` and/or names of the config's ``models``.
         method: the sampler (:class:`~mfinfer.inference.spec.PosteriorSpec`): ``auto`` (default:
@@ -58,9 +64,9 @@ class CalibrationConfig:
             data-averaged posterior; seconds per model); the KS tests always run.
     """
 
-    n_observations: int = field(metadata={"min": 1})
-    n_events: int = field(default=20, metadata={"min": 1})
-    num_samples: int = field(default=1000, metadata={"min": 1})
+    n_observations: int = field(metadata={"min": 1, "max": MAX_COUNT})
+    n_events: int = field(default=20, metadata={"min": 1, "max": MAX_COUNT})
+    num_samples: int = field(default=1000, metadata={"min": MIN_NUM_SAMPLES, "max": MAX_COUNT})
     levels: list[float] = field(default_factory=lambda: list(DEFAULT_LEVELS),
                                 metadata={"gt": 0, "lt": 1, "min_len": 1})
     models: list[str] = field(default_factory=lambda: [TRUTH], metadata={"min_len": 1})
@@ -71,13 +77,25 @@ class CalibrationConfig:
     def __post_init__(self) -> None:
         check_fields(self, "calibration")
         if len(set(self.levels)) != len(self.levels):
-            raise ConfigError(f"calibration.levels: expected distinct levels, got {self.levels}")
+            raise ConfigError(f"calibration.levels: expected distinct levels, got {short(self.levels)}")
+        gap = min(np.diff([0.0, *sorted(self.levels), 1.0]))
+        if self.num_samples + 1 < 1 / gap - 1e-9:
+            raise ConfigError(f"calibration.num_samples: {self.num_samples} samples resolve coverage in "
+                              f"steps of 1/{self.num_samples + 1}, coarser than the levels' smallest gap "
+                              f"{gap:.3g}; use at least {math.ceil(1 / gap - 1e-9) - 1}")
         if len(set(self.models)) != len(self.models):
-            raise ConfigError(f"calibration.models: expected distinct names, got {self.models}")
+            raise ConfigError(f"calibration.models: expected distinct names, got {short(self.models)}")
         for key in self.sampler:
             if key in _SET_BY_CAMPAIGN:
                 raise ConfigError(f"calibration.sampler.{key}: set by {_SET_BY_CAMPAIGN[key]}; "
                                   "remove it here")
+        self.spec  # noqa: B018 (validates the sampler options, naming calibration.sampler.<key>)
+
+    @property
+    def spec(self) -> PosteriorSpec:
+        """The posterior spec of every observation: ``method``, ``num_samples``, ``sampler``."""
+        return PosteriorSpec.from_options(self.method, self.num_samples, where="calibration.sampler",
+                                          **self.sampler)
 
 
 @dataclass(frozen=True)
@@ -89,13 +107,6 @@ class Campaign:
         device, threads: where and with how many torch threads the models are trained; the
             workers evaluate them on the CPU, one thread each.
         seed: the campaign's seed, the first of ``seeds``; trained models are those of the run
-        self.spec  # noqa: B018 (validates the sampler options, naming calibration.sampler.<key>)
-
-    @property
-    def spec(self) -> PosteriorSpec:
-        """The posterior spec of every observation: ``method``, ``num_samples``, ``sampler``."""
-        return PosteriorSpec.from_options(self.method, self.num_samples, where="calibration.sampler",
-                                          **self.sampler)
             directory ``seed_<seed>``.
         calibration: the ``calibration`` section.
         run: the run config whose models are calibrated (None for a ``truth``-only campaign
@@ -142,12 +153,12 @@ class Campaign:
             if name == TRUTH or name in names:
                 continue
             if run is None:
-                raise ConfigError(f"calibration.models[{i}]: {name!r} is a trained model, which needs "
-                                  "the config's models, n_train and observed sections (as for "
+                raise ConfigError(f"calibration.models[{i}]: {short(name)} is a trained model, which "
+                                  "needs the config's models, n_train and observed sections (as for "
                                   "`mfinfer run`); add them, or calibrate only 'truth'")
             near = nearest(name, [TRUTH, *names])
-            raise ConfigError(f"calibration.models[{i}]: no model named {name!r}; expected 'truth' or "
-                              f"a name of models (nearest first): {near}")
+            raise ConfigError(f"calibration.models[{i}]: no model named {short(name)}; expected "
+                              f"'truth' or a name of models (nearest first): {near}")
         sim = build_simulator(base["simulator"])
         _check_simulator(sim, base["simulator"]["name"], TRUTH in cal.models)
         return cls(name=base["name"], simulator=base["simulator"], seed=base["seeds"][0],
@@ -176,9 +187,7 @@ def _truth_only(data: dict[str, Any]) -> dict[str, Any]:
         out[key] = data.get(key, default)
         if key != "simulator":
             check(out[key], hints[key], key, f.metadata)
-    if re.search(r"[/\\]", out["name"]) or out["name"] in (".", ".."):
-        raise ConfigError(f"name: names the run directory, so it cannot be '.', '..' or hold '/' or "
-                          f"'\\', got {out['name']!r}")
+    check_name(out["name"], "name", error=ConfigError)
     if len(set(out["seeds"])) != len(out["seeds"]):
         raise ConfigError(f"seeds: expected distinct seeds, got {out['seeds']}")
     check_device(out["device"])

@@ -9,7 +9,9 @@ Each (observation, model) writes one small JSON record, atomically, at
 ``records/<model>/obs_<j>.json``; its ``key`` is the content key of every input (simulator,
 seed, j, events, samples, sampler and its options, the model's weights), so a record is reused
 only for the same inputs and a task that runs twice (a worker killed after writing) rewrites the
-same bytes. Workers load trained models from their files (``load_model``, tensors only) once per
+same bytes. Its ``sha256`` is the content key of every other field: a record edited by hand (or
+damaged) but with its ``key`` kept fails that check, counts as missing and is computed again.
+Workers load trained models from their files (``load_model``, tensors only) once per
 process, check them against the SHA-256 the campaign started with, and evaluate them on the CPU
 with one torch thread.
 """
@@ -26,16 +28,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from mfinfer._validation import path_name
 from mfinfer.caching import content_key, json_key, seed_sequence
 from mfinfer.calibration.ranks import rank_statistics
 from mfinfer.errors import ConfigError
-from mfinfer.files import atomic_write_json
+from mfinfer.files import atomic_write_json, json_default, read_json
 from mfinfer.inference import LogPosterior, ModelLikelihood, Posterior, SimulatorLikelihood
 from mfinfer.models import Flow, load_model
 from mfinfer.pipeline import SEED_STAGES
 from mfinfer.registry import SimulatorSpec
 
-__all__ = ["RECORD_VERSION", "SEED_STAGE", "ObservationTask", "Source", "run_observation"]
+__all__ = ["RECORD_VERSION", "SEED_STAGE", "ObservationTask", "Source", "record_digest", "run_observation"]
 
 #: The stage code after the seed in every calibration seed sequence.
 SEED_STAGE = SEED_STAGES["calibrate"]
@@ -86,15 +89,35 @@ class ObservationTask:
                                            "observation": j, "model": source.name, "origin": origin})
 
     def path(self, name: str, j: int) -> Path:
-        """``records/<model>/obs_<j>.json`` (path separators in the name become '-')."""
-        return Path(self.records) / name.replace("/", "-").replace("\\", "-") / f"obs_{j:06d}.json"
+        """``records/<model>/obs_<j>.json`` ('/' in the name becomes '-'; the name is checked by
+        :func:`mfinfer._validation.path_name`)."""
+        return Path(self.records) / path_name(name, "calibration.models") / f"obs_{j:06d}.json"
+
+    def read(self, source: Source, j: int) -> dict[str, Any] | None:
+        """The stored record of ``source`` at ``j`` if it has the current key and its content
+        matches its ``sha256``; None when missing, damaged, edited or computed from other inputs."""
+        try:
+            record = read_json(self.path(source.name, j))
+        except OSError:
+            return None
+        if (not isinstance(record, dict) or record.get("key") != self.key(source, j)
+                or record.get("sha256") != record_digest(record)):
+            return None
+        return record
 
     def is_current(self, source: Source, j: int) -> bool:
-        """Whether the stored record of ``source`` at ``j`` has the current key."""
-        return json_key(self.path(source.name, j), "key") == self.key(source, j)
+        """Whether the stored record of ``source`` at ``j`` is current and intact (:meth:`read`)."""
+        return self.read(source, j) is not None
 
     def rng(self, j: int, *labels: str) -> np.random.Generator:
         return np.random.default_rng(seed_sequence(self.seed, SEED_STAGE, j, *labels))
+
+
+def record_digest(record: dict[str, Any]) -> str:
+    """The content key of a record's fields other than ``sha256``, as they read back from JSON."""
+    fields = json.loads(json.dumps({k: v for k, v in record.items() if k != "sha256"},
+                                   default=json_default))
+    return content_key("calibration record", fields)
 
 
 def _simulator(spec: dict[str, Any]) -> Any:
@@ -159,5 +182,5 @@ def run_observation(task: ObservationTask, j: int, sources: tuple[Source, ...]) 
                   **rank_statistics(post.samples, log_probs, theta[0], log_prob_theta, reference, scale),
                   "dap_sample": post.samples[rng.integers(len(post.samples))].tolist(),
                   "converged": _converged(post)}
-        atomic_write_json(record, task.path(source.name, j))
+        atomic_write_json({**record, "sha256": record_digest(record)}, task.path(source.name, j))
     return j

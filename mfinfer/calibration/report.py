@@ -19,7 +19,7 @@ from mfinfer.calibration.observation import ObservationTask, Source
 from mfinfer.calibration.plots import coverage_plot, rank_plot, tarp_plot
 from mfinfer.calibration.ranks import binomial_band, coverage, sbc_checks, tarp_curve
 from mfinfer.errors import ConfigError
-from mfinfer.files import atomic_write_json, read_json
+from mfinfer.files import atomic_write_json
 
 __all__ = ["COVERAGE_FILE", "SUMMARY_FILE", "Records", "level_name", "read_records", "write_report"]
 
@@ -60,15 +60,16 @@ def read_records(task: ObservationTask, source: Source, n: int) -> Records:
     """The current records of ``source`` for observations 0..n-1.
 
     Raises:
-        ConfigError: a record is missing or was computed from other inputs.
+        ConfigError: a record is missing, edited (its ``sha256`` does not match) or was computed
+            from other inputs.
     """
     rows = []
     for j in range(n):
-        path = task.path(source.name, j)
-        record = read_json(path) if path.is_file() else None
-        if not isinstance(record, dict) or record.get("key") != task.key(source, j):
-            raise ConfigError(f"{path}: missing or computed from other inputs than the config now "
-                              "gives; run `mfinfer calibrate` again to compute it")
+        record = task.read(source, j)
+        if record is None:
+            raise ConfigError(f"{task.path(source.name, j)}: missing, changed after it was written, or "
+                              "computed from other inputs than the config now gives; run `mfinfer "
+                              "calibrate` again to compute it")
         rows.append(record)
     return Records(
         theta=np.array([r["theta"] for r in rows], dtype=float),

@@ -3,7 +3,9 @@
 - :mod:`~mfinfer.files.atomic`: ``atomic_write``, ``atomic_write_json``, ``atomic_torch_save``,
   ``clean_temp``;
 - :mod:`~mfinfer.files.pairs`: ``atomic_write_pair``, ``open_pair``, ``sha256_file``;
-- :mod:`~mfinfer.files.loading`: ``read_json``, ``torch_load_tensors``.
+- :mod:`~mfinfer.files.loading`: ``read_json``, ``torch_load_tensors``;
+- :mod:`~mfinfer.files.ownership`: ``claim_dir``, ``remove_owned_dir`` (what a run may delete);
+- :mod:`~mfinfer.files.lock`: ``directory_lock`` (one process per run directory).
 
 Atomic writes (``atomic_write``, ``atomic_write_json``, ``atomic_torch_save``)
     The data goes to a temporary file ``<dir>/.tmp/<name>.<host>-<pid>.<random>.tmp``, which is
@@ -41,18 +43,26 @@ from mfinfer.files.atomic import (
     json_default,
 )
 from mfinfer.files.loading import read_json, torch_load_tensors
+from mfinfer.files.lock import LockedError, directory_lock, locked
+from mfinfer.files.ownership import claim_dir, recorded, remove_owned_dir
 from mfinfer.files.pairs import atomic_write_pair, open_pair, sha256_file
 
 __all__ = [
     "TEMP_DIR",
+    "LockedError",
     "atomic_torch_save",
     "atomic_write",
     "atomic_write_json",
     "atomic_write_pair",
+    "claim_dir",
     "clean_temp",
+    "directory_lock",
     "json_default",
+    "locked",
     "open_pair",
     "read_json",
+    "recorded",
+    "remove_owned_dir",
     "sha256_file",
     "torch_load_tensors",
 ]

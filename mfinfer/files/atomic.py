@@ -106,6 +106,12 @@ def _write_temp(path: Path, write: Callable[[Any], object], mode: str, pair: boo
             if os.name == "posix":  # mkstemp made it 0600: give it the mode open() would
                 os.fchmod(f.fileno(), 0o666 & ~_umask())
             os.fsync(f.fileno())
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        _remove_if_empty(tmpdir)
+        if err.filename is None and err.errno is not None:  # a failed write (disk full, quota...)
+            raise OSError(err.errno, f"{err.strerror} while writing {path}", str(path)) from err
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         _remove_if_empty(tmpdir)

@@ -15,7 +15,7 @@ from typing import Any, Literal, cast, get_args
 import numpy as np
 import torch
 
-from mfinfer._validation import as_matrix, nonfinite_rows
+from mfinfer._validation import as_matrix, check_finite_parameters, nonfinite_rows
 from mfinfer.errors import InputError
 from mfinfer.models import Flow
 
@@ -104,6 +104,7 @@ class ModelLikelihood:
                  chunk: int = 16_384) -> None:
         if mode not in get_args(Mode):
             raise InputError(f"mode: must be one of {get_args(Mode)}, got {mode!r}")
+        check_finite_parameters(model, "model")
         self.model, self.chunk = model.eval(), chunk
         self.mode = cast(Mode, mode)
         self.x_np = check_events(x, model.data_dim)

@@ -2,7 +2,9 @@
 
 :func:`train_nle` trains sbi's ``NLE`` with its own defaults (a MAF density estimator, batch 200,
 lr 5e-4, 10 % validation, early stopping after 20 epochs without improvement); :func:`save_nle` /
-:func:`load_nle` keep the estimator as a ``state_dict`` plus JSON (no pickle), and
+:func:`load_nle` keep the estimator as a ``state_dict`` plus JSON (no pickle), written and read
+as a checked pair (:func:`mfinfer.files.atomic_write_pair`: ``nle.json`` holds the SHA-256 of
+``weights.pt``, so another NLE's weights copied in, or damaged ones, are refused), and
 :class:`NLELikelihood` is its likelihood Σᵢ log p̂(xᵢ|θ) for mfinfer's samplers (the function
 sbi's own MCMC samples), so the NLE's posterior and an mfinfer model's come from the same sampler:
 
@@ -22,9 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from mfinfer._validation import as_matrix, check_finite_parameters
 from mfinfer.caching import array_digest
-from mfinfer.errors import ConfigError
-from mfinfer.files import atomic_write, atomic_write_json, read_json
+from mfinfer.errors import ConfigError, CorruptFileError
+from mfinfer.files import atomic_write_pair, open_pair, torch_load_tensors
 
 __all__ = ["NLELikelihood", "load_nle", "save_nle", "sbi_prior", "train_nle"]
 
@@ -66,11 +69,17 @@ def train_nle(theta: np.ndarray, x: np.ndarray, prior: Any, seed: int = 0,
     return estimator.eval(), info
 
 
+WEIGHTS, META = "weights.pt", "nle.json"
+_FIX = "train and save the NLE again (save_nle)"
+
+
 def save_nle(estimator: Any, info: dict, directory: str | Path) -> None:
-    """Write ``weights.pt`` (the state_dict) and ``nle.json`` (the record of :func:`train_nle`)."""
+    """Write ``weights.pt`` (the state_dict) and ``nle.json`` (the record of :func:`train_nle`
+    plus the SHA-256 of ``weights.pt``) as a pair; refuses an estimator with NaN or inf weights."""
     directory = Path(directory)
-    atomic_write(directory / "weights.pt", lambda f: torch.save(estimator.state_dict(), f))
-    atomic_write_json(info, directory / "nle.json")
+    check_finite_parameters(estimator, "estimator")
+    state = estimator.state_dict()
+    atomic_write_pair({directory / WEIGHTS: lambda f: torch.save(state, f)}, directory / META, meta=info)
 
 
 def load_nle(directory: str | Path, theta: np.ndarray, x: np.ndarray) -> tuple[Any, dict]:
@@ -79,11 +88,21 @@ def load_nle(directory: str | Path, theta: np.ndarray, x: np.ndarray) -> tuple[A
 
     Raises:
         ConfigError: θ, x are not the data it was trained on.
+        FileNotFoundError: ``nle.json`` or ``weights.pt`` is missing.
+        CorruptFileError: ``weights.pt`` does not match the SHA-256 in ``nle.json`` (damaged, or
+            another NLE's), ``nle.json`` has no SHA-256 (saved before the check existed), or the
+            weights hold NaN or inf.
     """
     from sbi.neural_nets import likelihood_nn
 
     directory = Path(directory)
-    info = read_json(directory / "nle.json")
+    with open_pair(directory / META, [WEIGHTS], fix=_FIX, hint="a directory written by save_nle") as (
+            info, files):
+        if "sha256" not in info:
+            raise CorruptFileError(f"{directory / META}: holds no SHA-256 of {WEIGHTS} (saved before "
+                                   f"NLE files were checked), so the weights cannot be trusted; {_FIX}")
+        state = torch_load_tensors(files[WEIGHTS], directory / WEIGHTS, map_location="cpu", fix=_FIX)
+    info = {k: v for k, v in info.items() if k != "sha256"}
     if info.get("data_sha256") != array_digest(x, theta):
         raise ConfigError(f"{directory}: the NLE was trained on other simulations than the θ, x "
                           "given; pass its training data, or train it again")
@@ -91,7 +110,15 @@ def load_nle(directory: str | Path, theta: np.ndarray, x: np.ndarray) -> tuple[A
         warnings.simplefilter("ignore")
         net = likelihood_nn(info["density_estimator"])(torch.as_tensor(theta[:1000], dtype=torch.float32),
                                                        torch.as_tensor(x[:1000], dtype=torch.float32))
-    net.load_state_dict(torch.load(directory / "weights.pt", map_location="cpu", weights_only=True))
+    try:
+        net.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise CorruptFileError(f"{directory / WEIGHTS}: not the weights of this NLE "
+                               f"({' '.join(str(err).split())[:200]}); {_FIX}") from None
+    try:
+        check_finite_parameters(net, str(directory / WEIGHTS))
+    except ValueError as err:
+        raise CorruptFileError(str(err)) from None
     return net.eval(), info
 
 
@@ -100,11 +127,12 @@ class NLELikelihood:
     θ (m, p) -> (m,) numpy, evaluated in chunks of about ``chunk`` (event, θ) pairs."""
 
     def __init__(self, estimator: Any, x: np.ndarray, chunk: int = 16_384) -> None:
+        check_finite_parameters(estimator, "estimator")
         self.estimator, self.chunk = estimator.eval(), chunk
-        self.x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+        self.x = torch.as_tensor(as_matrix(x, None, "x"), dtype=torch.float32)
 
     def __call__(self, theta: np.ndarray) -> np.ndarray:
-        rows = torch.as_tensor(np.atleast_2d(theta), dtype=torch.float32)
+        rows = torch.as_tensor(as_matrix(theta, None, "theta"), dtype=torch.float32)
         n, out = len(self.x), []
         with torch.no_grad():
             for t in rows.split(max(1, self.chunk // n)):

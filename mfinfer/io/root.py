@@ -34,6 +34,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from mfinfer._validation import nonfinite_rows
 from mfinfer.errors import CorruptFileError, InputError, MissingKeyError
 from mfinfer.files import atomic_write, json_default
 
@@ -165,6 +166,10 @@ def write_events(
 
     Returns:
         The path written.
+
+    Raises:
+        InputError: bad shapes or names, or NaN or inf anywhere in ``x``, ``theta`` or ``extra``
+            (nothing is written).
     """
     uproot = _uproot()
     path = Path(path)
@@ -197,6 +202,12 @@ def write_events(
         )
     if not _NAME.match(tree):
         raise InputError(f"tree: expected an identifier, got {tree!r}")
+    arrays = [("x", x), ("theta", theta), *((f"extra[{k!r}]", v[:, None]) for k, v in more.items())]
+    for label, a in arrays:
+        rows = np.empty(0, dtype=np.int64) if a is None else nonfinite_rows(a)
+        if rows.size:
+            raise InputError(f"{label}: {rows.size} of {n} events hold NaN or inf (first: row "
+                             f"{int(rows[0])}); {path} was not written: remove or fix them")
     info = {
         "format": FORMAT,
         "tree": tree,

@@ -149,6 +149,7 @@ def read_user_events(
                     "observables from collections, or reduce it (e.g. 'Electron_pt[:, 0]')"
                 )
             cols.append(_flat(a, what))
+            _refuse_nonfinite(cols[-1], what, "its values")
     x = np.stack(cols, axis=1)
     _selected(len(x), entries, path, tree, None)
     return x, list(exprs)
@@ -225,6 +226,9 @@ def read_selection(
                     f"{path}: expected {name!r} in tree {tree!r} to be a per-event collection "
                     f"(var * number), got {arrays[name].type}"
                 )
+            expr = "" if exprs[name] == name else f" = {exprs[name]!r}"
+            _refuse_nonfinite(arrays[name], f"{path}: input {name!r}{expr} in tree {tree!r}",
+                              "its values")
         w_all = None
         if weight is not None:
             w_arr = _read_arrays(t, path, tree, {"weight": weight})["weight"]
@@ -246,6 +250,8 @@ def read_selection(
             f"selection: {type(selection).__name__}.select returned events of shape {x.shape} and "
             f"{len(names)} names; expected shape (m, {len(names)})"
         )
+    _refuse_nonfinite(x, f"{path}: the observables that {type(selection).__name__} computed from "
+                      f"tree {tree!r}", "the inputs (the branches and expressions it reads)", kept)
     _selected(len(x), entries, path, tree, selection)
     weights = None
     if w_all is not None and kept is not None:
@@ -284,6 +290,24 @@ def _flat(a: Any, what: str) -> np.ndarray:
         return _awkward().to_numpy(a).astype(np.float64)
     except (ValueError, TypeError) as err:
         raise InputError(f"{what}: expected one number per event, got {a.type}") from err
+
+
+def _refuse_nonfinite(a: Any, what: str, fix: str, entries: np.ndarray | None = None) -> None:
+    """Raise ``InputError`` if the flat (n,), jagged (n, var) or (n, D) array ``a`` holds NaN or
+    inf, naming ``what``, how many of its events and the first entries."""
+    bad: np.ndarray
+    if isinstance(a, np.ndarray):
+        bad = np.asarray(~np.isfinite(a).reshape(len(a), -1).all(axis=1) if a.size else
+                         np.zeros(len(a), dtype=bool), dtype=bool)
+    else:
+        ak = _awkward()
+        finite = np.isfinite(a)
+        bad = np.asarray(ak.to_numpy(~ak.all(finite, axis=1) if a.ndim == 2 else ~finite), dtype=bool)
+    if bad.any():
+        idx = np.flatnonzero(bad) if entries is None else np.asarray(entries)[bad]
+        raise InputError(f"{what} is NaN or inf in {int(bad.sum())} of {len(bad)} events (entries "
+                         f"{idx[:5].tolist()}{', ...' if bad.sum() > 5 else ''}); fix {fix} (e.g. a "
+                         "division by zero or the log or sqrt of a negative number) or the file")
 
 
 def _selected(m: int, entries: int, path: Path, tree: str, selection: EventSelection | None) -> None:

@@ -43,7 +43,8 @@ class AmbientFlow(Flow):
                  theta_loc: list[float] | None = None, theta_scale: list[float] | None = None,
                  **arch: Any) -> None:
         super().__init__()
-        check_arch("AmbientFlow", arch, ("param_dim", "num_layers", "theta_loc", "theta_scale"))
+        check_arch("AmbientFlow", arch, ("param_dim", "num_layers", "theta_loc", "theta_scale"),
+                   data_dim=data_dim, param_dim=param_dim, num_layers=num_layers)
         self.data_dim, self.param_dim = data_dim, param_dim
         self.config = {"data_dim": data_dim, "param_dim": param_dim, "num_layers": num_layers, **arch,
                        **self._set_theta_map(theta_loc, theta_scale)}

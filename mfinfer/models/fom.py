@@ -50,7 +50,8 @@ class FOMFlow(InjectiveFlow):
                  theta_loc: list[float] | None = None, theta_scale: list[float] | None = None,
                  **arch: Any) -> None:
         super().__init__()
-        check_arch("FOMFlow", arch, ("param_dim", "inner_layers", "theta_loc", "theta_scale"))
+        check_arch("FOMFlow", arch, ("param_dim", "inner_layers", "theta_loc", "theta_scale"),
+                   param_dim=param_dim, inner_layers=inner_layers)
         if not isinstance(chart, Chart):
             raise InputError(f"chart: expected an object with chart(), embed(), data_dim and "
                              f"manifold_dim (e.g. mfinfer.get_simulator('circle')), got "

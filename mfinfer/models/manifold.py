@@ -193,7 +193,9 @@ class ManifoldFlow(InjectiveFlow):
     ) -> None:
         super().__init__()
         check_arch("ManifoldFlow", arch, ("param_dim", "encoder", "conditional_manifold", "outer_layers",
-                                          "inner_layers", "pie_epsilon", "theta_loc", "theta_scale"))
+                                          "inner_layers", "pie_epsilon", "theta_loc", "theta_scale"),
+                   data_dim=data_dim, manifold_dim=manifold_dim, param_dim=param_dim,
+                   outer_layers=outer_layers, inner_layers=inner_layers)
         if not 0 < manifold_dim < data_dim:
             raise InputError(f"manifold_dim: expected 0 < d < D = {data_dim}, got {manifold_dim}")
         self.data_dim, self.manifold_dim, self.param_dim = data_dim, manifold_dim, param_dim
@@ -223,14 +225,14 @@ class ManifoldFlow(InjectiveFlow):
     def manifold_parameters(self) -> list[nn.Parameter]:
         return self._parameters_of(self.outer, self.encoder)
 
-    def _encode(self, x: Tensor, theta: Tensor | None) -> Tensor:
-        xs = self.standardize(x)[0]
-        if self.encoder is not None:
     @property
     def density_modes(self) -> tuple[str, ...]:
         """``("manifold", "pie")``; the Mₑ-flow (encoder=True) has no PIE density."""
         return ("manifold",) if self.encoder is not None else ("manifold", "pie")
 
+    def _encode(self, x: Tensor, theta: Tensor | None) -> Tensor:
+        xs = self.standardize(x)[0]
+        if self.encoder is not None:
             return self.encoder(xs, theta)
         return self.outer(xs, context=theta)[0][:, : self.manifold_dim]
 

@@ -7,7 +7,9 @@ Every transform follows nflows' contract: ``forward(x, context) -> (z, log|det â
 from __future__ import annotations
 
 import difflib
+import math
 import warnings
+from typing import Any
 
 import torch
 from nflows import transforms as nt
@@ -15,6 +17,7 @@ from nflows.nn.nets import ResidualNet
 from nflows.utils.torchutils import create_alternating_binary_mask
 from torch import Tensor
 
+from mfinfer._validation import check_count
 from mfinfer.errors import InputError
 from mfinfer.models.spline import RQSplineCoupling
 
@@ -91,14 +94,30 @@ class Standardize(nt.Transform):
         return inputs * self.scale + self.shift, ladj
 
 
-def check_arch(owner: str, arch: dict, other: tuple[str, ...] = ()) -> None:
-    """Refuse unknown model options with an error that names the model and its options."""
+#: The smallest value of each count a model takes (sizes of layers and of the data).
+_MIN_COUNT = {"data_dim": 1, "param_dim": 0, "manifold_dim": 1, "num_layers": 1, "outer_layers": 1,
+              "inner_layers": 1, "hidden_features": 1, "num_blocks": 1, "num_bins": 1}
+
+
+def check_arch(owner: str, arch: dict, other: tuple[str, ...] = (), **counts: Any) -> None:
+    """Refuse unknown model options with an error that names the model and its options, and bad
+    values: each count in ``arch`` and ``counts`` (``num_layers=...``, ``data_dim=...``) must be an
+    integer of at least its minimum (1; 0 for ``param_dim``), ``tail_bound`` a
+    finite number > 0 and ``linear`` a boolean."""
     unknown = [k for k in arch if k not in ARCH_OPTIONS]
     if unknown:
         allowed = sorted((*other, *ARCH_OPTIONS))
         near = difflib.get_close_matches(unknown[0], allowed, n=2, cutoff=0.6)
         hint = f" (did you mean {' or '.join(near)}?)" if near else ""
         raise InputError(f"{owner}: unknown option {unknown[0]!r}{hint}; its options are {allowed}")
+    for key, value in {**counts, **arch}.items():
+        if key in _MIN_COUNT:
+            check_count(value, f"{owner}: {key}", _MIN_COUNT[key])
+    bound = arch.get("tail_bound", 1.0)
+    if isinstance(bound, bool) or not isinstance(bound, int | float) or not 0 < bound < math.inf:
+        raise InputError(f"{owner}: tail_bound: expected a finite number > 0, got {bound!r}")
+    if not isinstance(arch.get("linear", True), bool):
+        raise InputError(f"{owner}: linear: expected true or false, got {arch['linear']!r}")
 
 
 def flow_transform(

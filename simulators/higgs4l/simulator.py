@@ -114,7 +114,8 @@ class Higgs4l(Simulator):
     def log_likelihood(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """Exact ``log p(z(x) | theta)`` ``(n,)`` per the chart measure ``dz`` (package docstring),
         where ``z(x)`` is the chart of the lepton momenta in columns 0-15 of ``x`` (the other
-        columns are functions of them on the manifold). ``-inf`` outside the cuts (``cuts=True``).
+        columns are functions of them on the manifold). ``-inf`` outside the cuts (``cuts=True``)
+        and outside the physical phase space (momenta whose kinematics give NaN, e.g. |x| ~ 1e30).
 
         Raises:
             NotImplementedError: with ``smearing > 0`` (the smeared likelihood is intractable).
@@ -138,8 +139,9 @@ class Higgs4l(Simulator):
                 - np.log(np.einsum("ni,ij,nj->n", c, self.S, c))
             )
         if self.cuts:
-            out = np.where(passes_cuts(kin.observables(*ps)), out, -np.inf)
-        return out
+            with np.errstate(invalid="ignore", over="ignore"):
+                out = np.where(passes_cuts(kin.observables(*ps)), out, -np.inf)
+        return np.where(np.isnan(out), -np.inf, out)  # not a physical configuration: no density
 
     # -- sampling
     def _bound(self, theta: np.ndarray, norm: dict) -> np.ndarray:
