@@ -186,7 +186,7 @@ def _write(tmp_path: Path, base: Path, **calibration) -> Path:
 
 
 @pytest.mark.parametrize(("base", "change", "message"), [
-    (TRUTH_CFG, {"n_observations": 0}, r"calibration\.n_observations: expected an integer >= 1, got 0"),
+    (TRUTH_CFG, {"n_observations": 0}, r"calibration\.n_observations: expected an integer >= 1 and <= 1000000000, got 0"),
     (TRUTH_CFG, {"levels": [0.5, 1.2]}, r"calibration\.levels\[1\]: expected a finite number > 0 and < 1"),
     (TRUTH_CFG, {"method": "nuts"}, r"calibration\.method: must be one of \(.*'smc'.*\), got 'nuts'"),
     (TRUTH_CFG, {"n_obs": 3}, r"calibration\.n_obs: unknown field; allowed: \['n_observations', 'n_events'"),
@@ -195,8 +195,10 @@ def _write(tmp_path: Path, base: Path, **calibration) -> Path:
     (MODELS_CFG, {"models": ["AFF"]}, r"calibration\.models\[0\]: no model named 'AFF'; expected 'truth' "
                                       r"or a name of models \(nearest first\): \['AF'"),
     (TRUTH_CFG, {"sampler": {"rng": 3}}, r"calibration\.sampler\.rng: set by the campaign"),
-    (TRUTH_CFG, {"sampler": {"num_particle": 10}}, r"calibration\.sampler: method 'smc' with options "
-                                                   r"\{'num_particle': 10\} fails"),
+    (TRUTH_CFG, {"sampler": {"num_particle": 10}}, r"calibration\.sampler\.num_particle: unknown option; "
+                                                   r"allowed: \['num_particles'"),
+    (TRUTH_CFG, {"sampler": {"max_steps": 10}}, r"calibration\.sampler\.max_steps: an option of method "
+                                                r"'emcee', but method is 'smc'"),
 ])
 def test_bad_calibration_fields(tmp_path, base, change, message):
     with pytest.raises(ConfigError, match=message):
