@@ -186,7 +186,8 @@ def _write(tmp_path: Path, base: Path, **calibration) -> Path:
 
 
 @pytest.mark.parametrize(("base", "change", "message"), [
-    (TRUTH_CFG, {"n_observations": 0}, r"calibration\.n_observations: expected an integer >= 1 and <= 1000000000, got 0"),
+    (TRUTH_CFG, {"n_observations": 0},
+     r"calibration\.n_observations: expected an integer >= 1 and <= 1000000000, got 0"),
     (TRUTH_CFG, {"levels": [0.5, 1.2]}, r"calibration\.levels\[1\]: expected a finite number > 0 and < 1"),
     (TRUTH_CFG, {"method": "nuts"}, r"calibration\.method: must be one of \(.*'smc'.*\), got 'nuts'"),
     (TRUTH_CFG, {"n_obs": 3}, r"calibration\.n_obs: unknown field; allowed: \['n_observations', 'n_events'"),
