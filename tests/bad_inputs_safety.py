@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 import yaml
 from bad_inputs_cli import set_field, write_config
 
@@ -379,9 +378,8 @@ CASES: list[tuple[Any, ...]] = [
     ("ctor-mflow-no-inner", lambda tmp: ManifoldFlow(3, 2, inner_layers=0), InputError, "inner_layers"),
     ("ctor-fom-no-layers", lambda tmp: FOMFlow(get_simulator("circle"), inner_layers=0), InputError,
      "fomflow: inner_layers"),
-    ("prior-gaussian-nan-scale", lambda tmp: Gaussian((0.0,), (float("nan"),)), InputError, "finite",
-     pytest.mark.xfail(reason="H5 rewrites mfinfer/priors.py (issue 24); Gaussian((0,), (nan,)) is "
-                              "still accepted", strict=False)),
+    ("prior-gaussian-nan-scale", lambda tmp: Gaussian((0.0,), (float("nan"),)), InputError,
+     "scale (std): expected a non-empty vector of finite numbers, got [nan]"),
     # calibration: meaningful ranks, bounded counts, a scheduler that is not one
     ("calibration-num-samples-1", _campaign(num_samples=1), ConfigError,
      "calibration.num_samples: expected an integer >= 20"),
