@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import logging
 import re
 import warnings
 from collections.abc import Mapping
@@ -25,7 +24,7 @@ from typing import Any, Literal
 
 from mfinfer._validation import check_name, check_names
 from mfinfer.errors import ConfigError, MfinferError
-from mfinfer.inference.spec import PosteriorSpec
+from mfinfer.inference.spec import PosteriorSpec, posterior_section
 from mfinfer.io.events import EventsConfig
 from mfinfer.io.simulations import SimulationsConfig
 from mfinfer.models import MODELS, ManifoldFlow
@@ -131,40 +130,6 @@ def MCMCConfig(**fields: Any) -> PosteriorSpec:
     warnings.warn("MCMCConfig is deprecated; use mfinfer.inference.PosteriorSpec", DeprecationWarning,
                   stacklevel=2)
     return PosteriorSpec.from_options(**{"method": "emcee", **fields}, where="mcmc")
-
-
-#: The fields of the old ``mcmc:`` section, read into a :class:`PosteriorSpec` with a warning.
-_MCMC_FIELDS = ("method", "num_samples", "num_walkers", "max_steps")
-
-
-def posterior_section(data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` with its ``posterior:`` section built as a :class:`PosteriorSpec`; an old ``mcmc:``
-    section (method default ``emcee``, as it was) is mapped to one with a ``DeprecationWarning`` and
-    a logged warning that show the new section."""
-    data = dict(data)
-    if "mcmc" in data:
-        new = data.pop("posterior", None) or {}  # e.g. --method grid on an old file
-        new = {k: v for k, v in new.items() if v is not None} if isinstance(new, dict) else new
-        if not isinstance(new, dict) or any(k in ("grid", "smc", "emcee") for k in new):
-            raise ConfigError("mcmc: the old name of the posterior: section, and both are given; "
-                              "keep posterior: only")
-        old = data.pop("mcmc")
-        if not isinstance(old, dict):
-            raise ConfigError(f"mcmc: expected a mapping of fields (rename it posterior:), got "
-                              f"{type(old).__name__} {old!r:.80}")
-        for key in old:
-            if key not in _MCMC_FIELDS:
-                unknown(key, list(_MCMC_FIELDS), "mcmc")
-        spec = PosteriorSpec.from_options(**{"method": "emcee", **old}, where="mcmc")
-        spec = spec.replace(**new) if new else spec
-        message = (f"the config's mcmc: section is deprecated; read as posterior: {spec.to_dict()}; "
-                   "rename it posterior: (its default method is auto: the grid for p <= 3, else SMC)")
-        warnings.warn(message, DeprecationWarning, stacklevel=3)
-        logging.getLogger("mfinfer").warning(message)
-        data["posterior"] = spec
-    elif "posterior" in data and not isinstance(data["posterior"], PosteriorSpec):
-        data["posterior"] = PosteriorSpec.from_dict(data["posterior"], "posterior")
-    return data
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import logging
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_type_hints
@@ -37,7 +39,7 @@ from mfinfer.errors import ConfigError
 from mfinfer.schema import check, check_fields, unknown
 
 __all__ = ["METHODS", "EmceeOptions", "GridOptions", "Method", "PosteriorSpec", "SMCOptions",
-           "num_samples_of"]
+           "num_samples_of", "posterior_section"]
 
 Method = Literal["auto", "grid", "smc", "emcee"]
 """The samplers: ``auto`` (grid for p ≤ 3 when it converges, else SMC), ``grid``, ``smc``,
@@ -288,3 +290,37 @@ def _options(cls: type, values: dict[str, Any], paths: Mapping[str, str]) -> Any
             if text.startswith(prefix):
                 raise ConfigError(paths[key] + text[len(prefix) - 1:]) from None
         raise
+
+
+#: The fields of the old ``mcmc:`` section, read into a :class:`PosteriorSpec` with a warning.
+_MCMC_FIELDS = ("method", "num_samples", "num_walkers", "max_steps")
+
+
+def posterior_section(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with its ``posterior:`` section built as a :class:`PosteriorSpec`; an old ``mcmc:``
+    section (method default ``emcee``, as it was) is mapped to one with a ``DeprecationWarning`` and
+    a logged warning that show the new section."""
+    data = dict(data)
+    if "mcmc" in data:
+        new = data.pop("posterior", None) or {}  # e.g. --method grid on an old file
+        new = {k: v for k, v in new.items() if v is not None} if isinstance(new, dict) else new
+        if not isinstance(new, dict) or any(k in ("grid", "smc", "emcee") for k in new):
+            raise ConfigError("mcmc: the old name of the posterior: section, and both are given; "
+                              "keep posterior: only")
+        old = data.pop("mcmc")
+        if not isinstance(old, dict):
+            raise ConfigError(f"mcmc: expected a mapping of fields (rename it posterior:), got "
+                              f"{type(old).__name__} {old!r:.80}")
+        for key in old:
+            if key not in _MCMC_FIELDS:
+                unknown(key, list(_MCMC_FIELDS), "mcmc")
+        spec = PosteriorSpec.from_options(**{"method": "emcee", **old}, where="mcmc")
+        spec = spec.replace(**new) if new else spec
+        message = (f"the config's mcmc: section is deprecated; read as posterior: {spec.to_dict()}; "
+                   "rename it posterior: (its default method is auto: the grid for p <= 3, else SMC)")
+        warnings.warn(message, DeprecationWarning, stacklevel=3)
+        logging.getLogger("mfinfer").warning(message)
+        data["posterior"] = spec
+    elif "posterior" in data and not isinstance(data["posterior"], PosteriorSpec):
+        data["posterior"] = PosteriorSpec.from_dict(data["posterior"], "posterior")
+    return data
