@@ -173,7 +173,7 @@ def run_observation(task: ObservationTask, j: int, sources: tuple[Source, ...]) 
         rng = task.rng(j, "posterior", source.name)
         with warnings.catch_warnings():  # non-convergence goes into the record
             warnings.simplefilter("ignore", UserWarning)
-            post = Posterior.from_mcmc(like, prior, task.num_samples, method=task.method, rng=rng,
+            post = Posterior.from_spec(like, prior, task.num_samples, method=task.method, rng=rng,
                                        progress=False, **task.sampler)
         log_probs = post.log_probs if post.log_probs is not None else post.log_prob(post.samples)
         log_prob_theta = float(LogPosterior(like, prior)(theta)[0])
