@@ -123,7 +123,7 @@ CLI_CASES: list[CliCase] = [
     ("train-misspelled-branch", lambda t: ["train", _config(t, {"files": _files(t), "theta": "theta_0",
                                                                 "observables": ["a", "b", "c_"]}), "--quiet"],
      "no branch 'c_'"),
-    ("train-nan-rows", lambda t: ["train", _config(t, {"files": _nan_file(t), "theta": "theta_0",
+    ("simulations-train-nan-rows", lambda t: ["train", _config(t, {"files": _nan_file(t), "theta": "theta_0",
                                                        "observables": ["a"]}), "--quiet"],
      "rows hold nan or inf"),
     ("simulate-out-without-simulator", lambda t: ["simulate", _config(t, {"files": "s.root", "theta": "t",
