@@ -304,6 +304,18 @@ def _write(**arrays: Any) -> Callable[[Path], object]:
     return call
 
 
+def _read_nan_sample(tmp: Path) -> object:
+    """An mfinfer sample file holding a NaN (written with the writer's check switched off, as an
+    older mfinfer or another tool could have), read back."""
+    from unittest import mock
+
+    from mfinfer.io import read_events, write_events
+
+    with mock.patch("mfinfer.io.root.nonfinite_rows", return_value=np.empty(0, dtype=np.int64)):
+        path = write_events(tmp / "old.root", _NAN_ROW)
+    return read_events(path)
+
+
 _NAN_ROW = np.array([[0.0, 1.0], [np.nan, 0.0], [1.0, 1.0]])
 _AF = "models.0"
 
@@ -366,6 +378,8 @@ CASES: list[tuple[Any, ...]] = [
      "theta: 1 of 3 events"),
     ("finite-write-nan-extra", _write(extra={"weight": np.array([1.0, np.nan, 1.0])}), InputError,
      "extra['weight']: 1 of 3 events"),
+    ("finite-read-nan-sample", _read_nan_sample, InputError,
+     "old.root: the observables in tree 'events' are nan or inf in 1 of 3 events (first: entry 1)"),
     ("ctor-af-no-layers", lambda tmp: AmbientFlow(3, num_layers=0), InputError,
      "ambientflow: num_layers: expected an integer >= 1, got 0"),
     ("ctor-af-zero-width", lambda tmp: AmbientFlow(3, hidden_features=0), InputError, "hidden_features"),

@@ -301,4 +301,9 @@ def read_events(
         theta = np.stack(params, axis=1) if params else None
         if len(x) != n:
             raise CorruptFileError(f"{path}: expected {n} events in tree {tree!r}, got {len(x)}")
+        for what, a in (("observables", x), ("parameters", theta)):
+            rows = np.empty(0, dtype=np.int64) if a is None or not a.size else nonfinite_rows(a)
+            if rows.size:
+                raise InputError(f"{path}: the {what} in tree {tree!r} are NaN or inf in {rows.size} "
+                                 f"of {n} events (first: entry {int(rows[0])}); fix or re-create the file")
     return x.astype(np.float64), theta, info["metadata"]
