@@ -1,8 +1,9 @@
 """Saving files safely: atomic writes, file pairs checked by SHA-256, safe JSON and torch loading.
 
-- :mod:`~mfinfer.files.atomic`: ``atomic_write``, ``atomic_write_json``, ``atomic_torch_save``,
-  ``clean_temp``;
-- :mod:`~mfinfer.files.pairs`: ``atomic_write_pair``, ``open_pair``, ``sha256_file``;
+- :mod:`~mfinfer.files.temps`: the temps of atomic writes and ``clean_temp`` (the lowest layer);
+- :mod:`~mfinfer.files.digests`: ``sha256_file`` and the digests a pair's sidecar records;
+- :mod:`~mfinfer.files.atomic`: ``atomic_write``, ``atomic_write_json``, ``atomic_torch_save``;
+- :mod:`~mfinfer.files.pairs`: ``atomic_write_pair``, ``open_pair``;
 - :mod:`~mfinfer.files.loading`: ``read_json``, ``torch_load_tensors``;
 - :mod:`~mfinfer.files.ownership`: ``claim_dir``, ``remove_owned_dir`` (what a run may delete);
 - :mod:`~mfinfer.files.lock`: ``directory_lock`` (one process per run directory).

@@ -5,8 +5,6 @@ for the protocol."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import re
 import time
@@ -15,34 +13,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from mfinfer.errors import CorruptFileError
-from mfinfer.files.atomic import (
-    TEMP_DIR,
-    _fsync_dir,
-    _json_text,
-    _remove_if_empty,
-    _stale,
-    _temps,
-    _write_temp,
-)
+from mfinfer.files.atomic import _json_text, _write_temp
+from mfinfer.files.digests import _sha256_of, sha256_file
 from mfinfer.files.loading import _parse_json
+from mfinfer.files.temps import TEMP_DIR, _fsync_dir, _remove_if_empty, _roll_forward, _stale, _temps
 
 __all__ = ["atomic_write_pair", "open_pair", "sha256_file"]
 
-_CHUNK = 1 << 20
 _READ_ATTEMPTS = 40  # x 0.05 s: how long open_pair waits for a live writer between its renames
-
-
-def sha256_file(path: str | Path) -> str:
-    """The SHA-256 of a file's bytes, as 64 hex digits."""
-    with open(path, "rb") as f:
-        return _sha256_of(f)
-
-
-def _sha256_of(f: BinaryIO) -> str:
-    digest = hashlib.sha256()
-    while chunk := f.read(_CHUNK):
-        digest.update(chunk)
-    return digest.hexdigest()
 
 
 def atomic_write_pair(
@@ -104,53 +82,6 @@ def atomic_write_pair(
         _remove_if_empty(directory / TEMP_DIR)
     _fsync_dir(directory)
     return digests
-
-
-def _recorded_digests(fields: Any) -> dict[str, str] | None:
-    """The ``"sha256"`` map of a sidecar's fields if well formed (plain file names -> hex)."""
-    if not isinstance(fields, dict):
-        return None
-    digests = fields.get("sha256")
-    if not isinstance(digests, dict) or not digests:
-        return None
-    for name, value in digests.items():
-        if (not isinstance(value, str) or not isinstance(name, str) or name in ("", ".", "..")
-                or "/" in name or os.sep in name):
-            return None
-    return digests
-
-
-def _matches(directory: Path, digests: Mapping[str, str]) -> bool:
-    try:
-        return all(sha256_file(directory / name) == value for name, value in digests.items())
-    except OSError:
-        return False
-
-
-def _roll_forward(sidecar: Path, temp: Path) -> bool:
-    """Finish an interrupted pair write: rename its committed sidecar ``temp`` onto ``sidecar``
-    if the data files in place match it and the present sidecar does not match them."""
-    try:
-        digests = _recorded_digests(json.loads(temp.read_bytes()))
-    except (OSError, ValueError):
-        return False
-    if digests is None or not _matches(sidecar.parent, digests):
-        return False
-    try:
-        current = _recorded_digests(json.loads(sidecar.read_bytes()))
-    except FileNotFoundError:
-        current = None
-    except (OSError, ValueError):
-        current = None
-    if current is not None and _matches(sidecar.parent, current):
-        return False
-    try:
-        os.replace(temp, sidecar)
-        _fsync_dir(sidecar.parent)
-    except OSError:
-        return False
-    _remove_if_empty(temp.parent)
-    return True
 
 
 def _recover(sidecar: Path) -> tuple[bool, bool]:
