@@ -26,6 +26,7 @@ References:
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,8 @@ from mfinfer.inference.spec import SMCOptions, num_samples_of
 from mfinfer.priors import PriorLike, as_prior
 
 __all__ = ["SMCResult", "sample_smc"]
+
+log = logging.getLogger("mfinfer.inference")
 
 
 @dataclass(frozen=True)
@@ -232,6 +235,10 @@ def sample_smc(
         ladder.moves.append(stage)
         scale = stage.scale
     reason = _verdict(ladder, beta, n, opts)
+    log.info("sample_smc: %d tempering stages, sweeps per stage %s, acceptance %s, final ESS %.0f of "
+             "%d, %s", len(ladder.betas), [m.sweeps for m in ladder.moves],
+             [round(m.acceptance, 2) for m in ladder.moves], ladder.ess[-1], n,
+             "converged" if not reason else f"not converged: {reason}")
     if reason and warn:
         warnings.warn(f"sample_smc: not converged ({reason}); raise max_moves, max_stages or "
                       "num_particles", stacklevel=2)
