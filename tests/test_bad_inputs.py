@@ -4,9 +4,9 @@ the problem (API and files), or exit with code 2 and one line, no traceback (CLI
 The cases live next to their areas: ``bad_inputs_api.py`` (models, training, inference, metrics,
 priors, simulators), ``bad_inputs_io.py`` (ROOT files and branch expressions),
 ``bad_inputs_files.py`` (damaged weights, checkpoints, JSON), ``bad_inputs_cli.py`` (configs
-and the command line) and ``bad_inputs_safety.py`` (names that become paths, hostile configs,
-files changed after they were written, non-finite values, calibration, locks; also the
-log-likelihoods that must never be NaN).
+and the command line), ``bad_inputs_safety.py`` (names that become paths, hostile configs,
+calibration, locks) and ``bad_inputs_values.py`` (files changed after they were written,
+non-finite values, model constructors; also the log-likelihoods that must never be NaN).
 """
 
 from __future__ import annotations
@@ -23,14 +23,16 @@ from bad_inputs_files import CASES as FILE_CASES
 from bad_inputs_io import CASES as IO_CASES
 from bad_inputs_safety import CASES as SAFETY_CASES
 from bad_inputs_safety import CLI_CASES as SAFETY_CLI_CASES
-from bad_inputs_safety import RESULT_CASES
 from bad_inputs_simulations import CASES as SIMULATIONS_CASES
 from bad_inputs_simulations import CLI_CASES as SIMULATIONS_CLI_CASES
+from bad_inputs_values import CASES as VALUE_CASES
+from bad_inputs_values import CLI_CASES as VALUE_CLI_CASES
+from bad_inputs_values import RESULT_CASES
 
 from mfinfer.cli import main
 
-CASES = API_CASES + IO_CASES + FILE_CASES + CONFIG_CASES + SAFETY_CASES + SIMULATIONS_CASES
-ALL_CLI_CASES = CLI_CASES + SAFETY_CLI_CASES + SIMULATIONS_CLI_CASES
+CASES = API_CASES + IO_CASES + FILE_CASES + CONFIG_CASES + SAFETY_CASES + VALUE_CASES + SIMULATIONS_CASES
+ALL_CLI_CASES = CLI_CASES + SAFETY_CLI_CASES + VALUE_CLI_CASES + SIMULATIONS_CLI_CASES
 
 
 def _param(case: tuple) -> object:
