@@ -84,7 +84,8 @@ def apply_overrides(data: Any, overrides: Mapping[str, Any] | Iterable[tuple[str
 
 
 def _set(root: dict, key: str, value: Any) -> None:
-    parts, node, where = key.split("."), root, []
+    parts, node = key.split("."), root
+    where: list[str] = []
     i = 0
     while True:
         last = i == len(parts) - 1
@@ -111,8 +112,9 @@ def _set(root: dict, key: str, value: Any) -> None:
 def _item(items: list, parts: list[str], where: str, key: str) -> tuple[int, int]:
     """The index of the list item that ``parts`` start with and how many parts name it: a named
     item (``models``) by its name, longest match first, else an integer index."""
-    names = [item.get("name") for item in items if isinstance(item, dict)]
-    if names and all(isinstance(n, str) for n in names):
+    named = [item.get("name") for item in items if isinstance(item, dict)]
+    names = [n for n in named if isinstance(n, str)]
+    if names and len(names) == len(items):
         for used in range(len(parts), 0, -1):
             name = ".".join(parts[:used])
             if name in names:
