@@ -43,7 +43,8 @@ def _to_numpy(a: Any, name: str) -> np.ndarray:
     try:
         return np.asarray(a, dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise InputError(f"{name}: expected an array of numbers, got {type(a).__name__} ({err})") from None
+        raise InputError(f"{name}: expected an array of numbers, got {type(a).__name__} "
+                         f"({' '.join(str(err).split())[:200]})") from None
 
 
 def nonfinite_rows(a: np.ndarray | Tensor) -> np.ndarray:
@@ -141,7 +142,7 @@ def check_finite_parameters(module: torch.nn.Module, name: str) -> None:
 def check_count(n: Any, name: str, minimum: int = 1) -> int:
     """A whole number ≥ ``minimum`` (sample counts, sizes); numpy integers are accepted."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < minimum:
-        raise InputError(f"{name}: expected an integer >= {minimum}, got {n!r}")
+        raise InputError(f"{name}: expected an integer >= {minimum}, got {reprlib.repr(n)}")
     return int(n)
 
 
