@@ -33,9 +33,11 @@ def figures(results: dict, cfgs: dict[str, RunConfig], uncond_root: Path, out_di
             continue
         run = open_run(cfg)
         for k in range(len(cfg.observed.theta)):
-            with contextlib.suppress(FileNotFoundError):
-                samples = {name: posterior_samples(cfg, run, k, name)
-                           for name in estimator_names(cfg)}
+            samples = {}
+            for name in estimator_names(cfg):  # those sampled (the quick run has no NLE)
+                with contextlib.suppress(FileNotFoundError):
+                    samples[name] = posterior_samples(cfg, run, k, name)
+            if samples:
                 corner_plot(samples, out_dir / f"corner_{variant}_{k}.png",
                             truth=np.asarray(cfg.observed.theta[k]), labels=list(PARAMS),
                             n_events=cfg.observed.n_events)
