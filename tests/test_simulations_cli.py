@@ -75,13 +75,18 @@ def test_no_simulator_trains_from_files_and_infers_events(tmp_path: Path) -> Non
     cfg = _write(tmp_path, "files-only", {
         "simulations": {"files": ["sims/s_*.root"], "theta": "theta_0",
                         "observables": {"a": "x_0", "b": "x_1", "c": "x_2"}, "weight": "weight",
-                        "manifold_dim": 2},
+                        "score": ["score_0"], "manifold_dim": 2},
         "prior": {"box": {"low": [-1.0], "high": [1.0]}},
-        "models": [AF, mflow], **_sampler()})
+        "models": [{**AF, "train": {**AF["train"], "score_weight": 0.1}}, mflow], **_sampler()})
     code, _, err = _main(["train", str(cfg), "--quiet"])
     assert code == 0, err
     run = tmp_path / "runs" / "files-only" / "seed_0"
     assert (run / "models" / "MF" / "final" / "weights.pt").is_file()
+    no_score = yaml.safe_load(cfg.read_text())
+    del no_score["simulations"]["score"]
+    no_score["name"] = "files-no-score"
+    code, _, err = _main(["train", str(_write(tmp_path, "files-no-score", no_score)), "--quiet"])
+    assert code == 2 and "score_weight" in err, "without score: the score term has nothing to fit"
     code, out, err = _main(["infer", str(cfg), "--events", "obs.root", "--quiet"])
     assert code == 0, err
     assert "AF: mean" in out and "MF: gate:" in out
