@@ -123,6 +123,10 @@ def read_events_arg(args: argparse.Namespace, cfg: RunConfig) -> np.ndarray:
 
     if cfg.simulator is None:  # a run from simulations: files reads events as it read them
         path, dim = Path(args.events), cfg.source.spec.data_dim
+        if args.branches or args.leptons:
+            flag = "--branches" if args.branches else "--leptons"
+            raise InputError(f"{flag}: this run names no simulator; its events are read with the "
+                             "simulations: section's observables (and --tree), so drop it")
         with _show_info("mfinfer.io"):
             x = _read_npz(path) if path.suffix == ".npz" else cfg.source.read_events(path, args.tree)
         if x.ndim != 2 or x.shape[1] != dim or len(x) == 0:

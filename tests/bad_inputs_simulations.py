@@ -134,4 +134,8 @@ CLI_CASES: list[CliCase] = [
                                             "--training", "--n", "5"], "--training"),
     ("simulate-parts-npz", lambda t: ["simulate", _tiny(t), "--out", str(t / "x.npz"), "--parts", "2"],
      "--parts: applies to .root files only"),
+    ("infer-branches-without-simulator",
+     lambda t: ["infer", _config(t, {"files": _files(t), "theta": "theta_0", "observables": ["a", "b", "c"]}),
+                "--events", str(t / "s_0.root"), "--branches", "a"],
+     "--branches: this run names no simulator"),
 ]
