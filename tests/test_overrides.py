@@ -154,3 +154,17 @@ def test_calibrate_draws_no_progress_bar_into_redirected_output(tmp_path, capfd)
     assert "%|" not in err and "obs/s" not in err and "\r" not in err, err
     last = out.strip().splitlines()[-1]
     assert last.startswith("mfinfer calibrate: 4 observations of ['truth'] (4 records computed, 0 current)")
+
+
+def test_run_infer_and_evaluate_end_with_a_summary_line(tmp_path_factory, capsys):
+    from test_cli import run_tiny  # the tiny pipeline run, shared with tests/test_cli.py
+
+    cfg, base, _ = run_tiny(tmp_path_factory)
+    capsys.readouterr()
+    for command in ("run", "infer", "evaluate"):  # all current: nothing is redone
+        assert main([command, str(cfg), "--quiet"]) == 0
+        last = capsys.readouterr().out.strip().splitlines()[-1]
+        assert last.startswith(f"mfinfer {command}: ") and last.endswith(" s)"), last
+        assert str(base) in last
+        if command == "infer":
+            assert "sampled 0 of 3 posterior(s)" in last
