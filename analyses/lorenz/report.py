@@ -125,7 +125,7 @@ def results_table(results: dict, command: str | None = None) -> str:
               ("The θ-dependent M-flow gives the narrowest posteriors that are still calibrated "
                f"and beats the θ-independent M-flow and the AF: **{'met' if met else 'not met'}**."),
               "", *check, ""]
-    lines += ["Reproduce: `python analyses/lorenz/run.py --quiet` (every stage; stages and items "
+    lines += ["Reproduce: `python -m analyses.lorenz.run --quiet` (every stage; stages and items "
               "already done are kept, see the module docstring)."]
     if command:
         lines += ["", f"These tables were last written by `{command}`."]

@@ -90,7 +90,7 @@ def collect(run_root: str | Path) -> dict[str, dict[str, dict[int, float]]]:
     Raises:
         FileNotFoundError: when no ``seed_*/metrics.json`` exists under ``run_root``.
     """
-    results = report.collect(run_root, command="python analyses/power/run.py")
+    results = report.collect(run_root, command=COMMAND)
     values = report.seed_values(results, [metric(name) for name in METRICS])
     return {name: cols for name, cols in values.items() if name != report.TRUTH}
 
