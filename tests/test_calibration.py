@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import json
 import logging
 import os
 import shutil
@@ -114,12 +115,15 @@ def test_rerun_skips_current_records_and_recomputes_stale_ones(one_worker, clust
     records = campaign.directory / "records" / "truth"
     (records / "obs_000003.json").unlink()
     (records / "obs_000007.json").write_text('{"key": "trunc')  # a damaged record
+    edited = json.loads((records / "obs_000009.json").read_text())
+    edited["hpd_rank"] = 0  # edited by hand, its key and digest kept: must not be trusted
+    (records / "obs_000009.json").write_text(json.dumps(edited))
     before = {p.name: p.stat().st_mtime_ns for p in records.glob("*.json")}
     summary = calibrate(campaign, scheduler=cluster.scheduler_address, progress=False, plots=False)
-    assert (summary["run"]["computed"], summary["run"]["reused"]) == (2, 38)
+    assert (summary["run"]["computed"], summary["run"]["reused"]) == (3, 37)
     assert _records(campaign.directory) == _records(reference)
     after = {p.name: p.stat().st_mtime_ns for p in records.glob("*.json")}
-    assert {k for k in before if before[k] != after[k]} == {"obs_000007.json"}
+    assert {k for k in before if before[k] != after[k]} == {"obs_000007.json", "obs_000009.json"}
     # other settings: every record is stale (its key names its inputs), none is reused
     changed = _campaign(TRUTH_CFG, tmp_path, n_observations=3, num_samples=150)
     summary = calibrate(changed, scheduler=cluster.scheduler_address, progress=False, plots=False)
