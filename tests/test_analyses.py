@@ -212,3 +212,27 @@ def test_infer_on_a_fresh_clone_names_what_is_missing(tmp_path, capsys):
     for part in ("simulations (data/train.npz)", "trained models ['AF', 'M-flow']",
                  "mfinfer simulate", "mfinfer train", f"mfinfer run {ROOT / 'analyses/higgs4l/quick.yaml'}"):
         assert part in err[0], part
+
+
+def test_power_table_only_writes_when_every_seed_finished(tmp_path, capsys):
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "analyses/power/config.yaml").read_text())
+    cfg["output_dir"] = str(tmp_path / "runs")
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "results.md"
+    run = _power_run_module()
+    for seed in cfg["seeds"][:-1]:  # the last seed unfinished: refused, nothing written
+        (tmp_path / "runs" / "power" / f"seed_{seed}").mkdir(parents=True)
+        (tmp_path / "runs" / "power" / f"seed_{seed}" / "metrics.json").write_text(
+            json.dumps(_metrics(seed, 0.1, 0.01, 0.005, 0.02)))
+    assert run.main(["--config", str(config), "--table-only", "--out", str(out)]) == 2
+    assert f"seed_{cfg['seeds'][-1]}/metrics.json" in capsys.readouterr().err and not out.exists()
+    last = tmp_path / "runs" / "power" / f"seed_{cfg['seeds'][-1]}"
+    last.mkdir()
+    (last / "metrics.json").write_text(json.dumps(_metrics(2, 0.1, 0.01, 0.005, 0.02)))
+    assert run.main(["--config", str(config), "--table-only", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "3 seed(s) [0, 1, 2]" in text and "Partial results" not in text
+    assert f"python -m analyses.power.run --config {config} --table-only" in text
