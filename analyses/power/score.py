@@ -13,8 +13,8 @@ M-flow's D phase, the Mₑ-flow's D phase, the S phase and the FOM flow (ratio i
 
 Run (one thread, ~20-40 min on a busy 2-core machine):
 
-    OMP_NUM_THREADS=1 python analyses/power/score.py            # writes analyses/power/score.json
-    OMP_NUM_THREADS=1 python analyses/power/score.py --quick    # a 1-minute smoke run (no file)
+    OMP_NUM_THREADS=1 python -m analyses.power.score            # writes analyses/power/score.json
+    OMP_NUM_THREADS=1 python -m analyses.power.score --quick    # a 1-minute smoke run (no file)
 """
 
 from __future__ import annotations
