@@ -4,7 +4,9 @@ See :mod:`mfinfer.io.root` (mfinfer's own files) and :mod:`mfinfer.io.user_files
 trees, branch expressions, per-event collections); the branch expressions are checked and
 evaluated by :mod:`mfinfer.io.expressions` (never by ``eval``); the reader settings of lepton files
 (the config's ``events:`` section, presets ``nanoaod`` and ``cms-tutorial``) are
-:mod:`mfinfer.io.events`.
+:mod:`mfinfer.io.events`. Training samples in a user's files (the config's ``simulations:``
+section) are :mod:`mfinfer.io.simulations` (the section, its file checks, the writer) and
+:mod:`mfinfer.io.sample_store` (chunked reading into a content-keyed cache of memory-mapped arrays).
 """
 
 from __future__ import annotations
