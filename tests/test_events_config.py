@@ -318,7 +318,7 @@ def _posterior_json(tmp: Path, tag: str, model: str) -> dict:
                        f"{model}.json").read_text())
 
 
-@pytest.mark.filterwarnings("ignore:sample_posterior:UserWarning")
+@pytest.mark.filterwarnings("ignore:sample_emcee:UserWarning")
 def test_infer_cli_on_each_schema(trained, files):
     nano_file, nano_kind, _ = files["nanoaod"]
     code, out, err = _main(["infer", str(trained / "nano.yaml"), "--events", str(nano_file), "--quiet"])
@@ -342,7 +342,7 @@ def test_infer_cli_on_each_schema(trained, files):
     assert _posterior_json(trained, "cms-tutorial", "AF")["metadata"]["gate"]["n_events"] == 8
 
 
-@pytest.mark.filterwarnings("ignore:sample_posterior:UserWarning")
+@pytest.mark.filterwarnings("ignore:sample_emcee:UserWarning")
 def test_strict_refuses_and_on_manifold_only_drops(trained, files):
     nano_file, nano_kind, _ = files["nanoaod"]
     cfg = str(trained / "nano.yaml")

@@ -22,7 +22,7 @@ def _run_module():
 
 
 # 300 MCMC steps: short on purpose
-@pytest.mark.filterwarnings("ignore:sample_posterior:UserWarning")
+@pytest.mark.filterwarnings("ignore:sample_emcee:UserWarning")
 def test_reduced_higgs4l_analysis(tmp_path):
     cfg = yaml.safe_load(TINY.read_text())
     cfg["output_dir"] = str(tmp_path / "runs")

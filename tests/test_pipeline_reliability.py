@@ -28,7 +28,7 @@ from mfinfer.pipeline import Run, run_all
 from mfinfer.training import TrainConfig, train
 
 TINY = Path(__file__).parent / "configs" / "tiny.yaml"
-pytestmark = pytest.mark.filterwarnings("ignore:sample_posterior:UserWarning")  # short chains on purpose
+pytestmark = pytest.mark.filterwarnings("ignore:sample_emcee:UserWarning")  # short chains on purpose
 FAST_MCMC = PosteriorSpec.from_options(method="emcee", num_samples=100, num_walkers=8, max_steps=200)
 
 
