@@ -15,7 +15,9 @@ The subpackages follow the data flow, left to right:
 - ``registry``: simulator plug-ins, found by the ``mfinfer.simulators`` entry points;
 - ``models``: what is trained (AF, M-flow / Mₑ-flow / PIE, FOM; ``jacobian``, ``storage``);
 - ``training``: how it is trained (phases, schedules, the loop, checkpoints);
-- ``inference``: likelihoods, the log-posterior, MCMC, posterior objects, the estimator;
+- ``inference``: likelihoods, the log-posterior, the posterior spec (``PosteriorSpec``) and its
+  samplers (``method="auto"``: grid for p ≤ 3, else SMC; emcee on request), posterior objects,
+  the estimator;
 - ``evaluation``: metrics, their registry, reports;
 - ``calibration``: coverage and SBC campaigns (``mfinfer calibrate``, on dask);
 - ``interop``: mfinfer models inside sbi (``to_sbi``);
@@ -29,7 +31,7 @@ Reference: Brehmer & Cranmer, "Flows for simultaneous manifold learning and dens
 arXiv:2003.13913.
 """
 
-from mfinfer.inference import LikelihoodEstimator, Posterior, sample_posterior
+from mfinfer.inference import LikelihoodEstimator, Posterior, PosteriorSpec, sample_posterior
 from mfinfer.models import AmbientFlow, FOMFlow, ManifoldFlow, load_model, save_model
 from mfinfer.priors import BoxUniform, Gaussian, MultivariateGaussian, as_prior
 from mfinfer.registry import get_simulator
@@ -55,6 +57,7 @@ __all__ = [
     "ManifoldFlow",
     "MultivariateGaussian",
     "Posterior",
+    "PosteriorSpec",
     "as_prior",
     "get_simulator",
     "load_model",
