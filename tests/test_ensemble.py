@@ -56,7 +56,8 @@ def test_sample_save_load_and_bad_members(tmp_path):
     assert isinstance(back, Ensemble) and back.size == 2
     torch.testing.assert_close(back.log_prob(x, np.array([0.3])), ens.log_prob(x, np.array([0.3])))
     with pytest.raises(InputError, match="equal"):
-        Ensemble([AmbientFlow(3, param_dim=1, num_layers=1, **SMALL), AmbientFlow(2, param_dim=1, num_layers=1)])
+        Ensemble([AmbientFlow(3, param_dim=1, num_layers=1, **SMALL),
+                  AmbientFlow(2, param_dim=1, num_layers=1, **SMALL)])
     with pytest.raises(InputError, match="non-empty"):
         Ensemble([])
 
@@ -68,7 +69,7 @@ def test_train_ensemble_members_differ_and_member_zero_is_the_single_model():
     def build():
         return AmbientFlow(3, param_dim=1, num_layers=1, **SMALL)
 
-    single, hist1 = train_ensemble(build, 1, x, theta, cfg, init_seed=5)
+    single, _ = train_ensemble(build, 1, x, theta, cfg, init_seed=5)
     torch.manual_seed(5)
     plain = build()
     train(plain, x, theta, cfg)
@@ -80,6 +81,8 @@ def test_train_ensemble_members_differ_and_member_zero_is_the_single_model():
     for a, b in zip(w0, single.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
     assert any(not torch.equal(a, b) for a, b in zip(w0, w1, strict=True))
+    with pytest.raises(ConfigError, match="train_ensemble"):
+        train(ens, x, theta, cfg)
 
 
 @pytest.mark.filterwarnings("ignore:sample_:UserWarning")  # short chains on purpose

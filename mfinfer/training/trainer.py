@@ -169,6 +169,9 @@ def train(
             ``device``, the model's class and config, the SHA-256 of x and θ and of the weights).
         NonFiniteLossError: the loss became NaN/inf (names the phase, epoch and batch).
     """
+    if getattr(model, "members", None) is not None:  # mfinfer.models.Ensemble
+        raise ConfigError("model: an ensemble's members train one by one, each with its own seeds; use "
+                          "mfinfer.training.train_ensemble(build, K, x, theta, config)")
     cfg = config or TrainConfig()
     schedule = cfg.schedule or model.default_schedule
     device = resolve_device(cfg.device)
