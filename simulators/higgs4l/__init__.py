@@ -30,6 +30,11 @@ Monte Carlo integral (Breit-Wigner multichannel importance sampling in ``m1, m2`
 ``simulators/data/higgs4l_norm_{nocuts,cuts}.json`` (``python -m simulators.higgs4l
 --compute-normalisation``), with its MC covariance.
 
+Joint score (``simulate(n, rng, score=True)``, :meth:`Higgs4l.score`): analytic from the morphing,
+``∇θ log p = 2 [W c]_{1:} / cᵀWc − 2 [S c]_{1:} / cᵀSc``; at detector level the parton event's (the
+smearing does not depend on theta), with cuts on smeared events normalised by their Monte Carlo
+acceptance ``S'`` (:func:`~simulators.higgs4l.normalisation.detector_normalisation`).
+
 Sampling: proposal points (masses from the importance proposal, uniform decay angles, exact boost),
 accept-reject against a per-theta bound tabulated on a grid over the prior (the weight is convex in
 theta, so the maximum over a grid cell sits at a corner), one event per theta row, batched.
