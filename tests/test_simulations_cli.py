@@ -30,7 +30,9 @@ def _simulator_config(tmp: Path, name: str = "from-simulator", **extra) -> Path:
     base = yaml.safe_load(TINY.read_text())
     base.update(n_train=300, models=[AF], observed={"theta": [[0.2]], "n_events": 5},
                 metrics={"n_model_samples": 100, "c2st": False}, **extra)
-    base.pop("name")
+    for key in ("name", "mcmc", "posterior"):
+        base.pop(key, None)
+    base.update(_sampler())
     return _write(tmp, name, base)
 
 
