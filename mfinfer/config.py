@@ -140,9 +140,10 @@ class RunConfig:
         name: the run directory is ``output_dir/name/seed_<seed>``.
         simulator: ``{"name": ..., "options": {...}}`` (a simulator registered under the
             ``mfinfer.simulators`` entry points).
-        n_train: number of training simulations, θ ~ prior.
+        n_train: number of training simulations, θ ~ prior (not with ``simulations``).
         models: models to train and compare.
-        observed: true points and number of observed events.
+        observed: true points and number of observed events (optional: none, then the data
+            come with ``mfinfer infer --events``).
         posterior: how posteriors are sampled (:class:`~mfinfer.inference.spec.PosteriorSpec`:
             ``method`` auto/grid/smc/emcee, ``num_samples``, ``grid:``/``smc:``/``emcee:`` options);
             an old ``mcmc:`` section is read with a warning.
@@ -156,6 +157,11 @@ class RunConfig:
         events: how ``mfinfer infer --events FILE.root`` reads lepton collections and gates the
             events (``mfinfer.io.events.EventsConfig``: ``{preset: nanoaod}``, ``{preset:
             cms-tutorial}``, overrides); None: the simulator's default selection.
+        simulations: train on the user's ROOT files instead of simulating
+            (:class:`~mfinfer.io.simulations.SimulationsConfig`; :mod:`mfinfer.sources`); without a
+            simulator the run needs ``prior`` and has no ``n_train``, ``observed`` or truth.
+        prior: ``{box: {low, high}}`` or ``{gaussian: {loc, scale}}`` for a run from
+            ``simulations`` that names no simulator (:func:`mfinfer.priors.prior_from_config`).
     """
 
     name: str = field(metadata={"min_len": 1})
