@@ -61,17 +61,11 @@ import numpy as np
 import torch
 
 from mfinfer._validation import check_name
-from mfinfer.caching import array_digest, canonical, content_key, json_key, npz_key
+from mfinfer.caching import canonical, content_key, json_key, npz_key
 from mfinfer.config import ModelConfig, RunConfig
 from mfinfer.errors import ConfigError
-from mfinfer.evaluation.registry import (
-    ModelInputs,
-    ObservedInputs,
-    PosteriorInputs,
-    compute,
-    resolve_options,
-)
-from mfinfer.evaluation.report import METRICS_FILE, TRUTH, record_time, summarize
+from mfinfer.evaluation.report import METRICS_FILE, record_time, summarize
+from mfinfer.evaluation.stage import evaluate_run
 from mfinfer.files import (
     atomic_write,
     atomic_write_json,
@@ -87,7 +81,6 @@ from mfinfer.inference.gate import GateAction
 from mfinfer.jobs import PosteriorJob, gate_events, posterior_jobs
 from mfinfer.models import Flow, build_model, load_model, model_options, save_model
 from mfinfer.parallel import dask_client
-from mfinfer.plotting import corner_plot
 from mfinfer.registry import SimulatorSpec
 from mfinfer.rundir import IDENTITY, SEED_STAGES, RunDirectory, load_npz, path_name
 from mfinfer.sources import sample_digest
@@ -290,52 +283,7 @@ class Run(RunDirectory):
         """Every registered metric (:mod:`mfinfer.evaluation.registry`) of every model and
         posterior, written to ``metrics.json``, and a corner plot per true point; the stored
         ``metrics.json`` when its ``inputs_key`` is current (and not ``force``)."""
-        if self.simulator is None:
-            raise ConfigError("evaluate: needs a simulator (held-out simulations, true points); a run "
-                              "from simulations: files alone trains and infers with --events")
-        opts = resolve_options(self.config.metrics)
-        jobs = self._jobs()
-        for job in jobs:
-            if job.stored_key() != job.key:
-                raise ConfigError(f"{job.path}: missing, or sampled with other inputs (events, model "
-                                  "weights, posterior settings or seed) than the config now gives; run the "
-                                  "'infer' stage first")
-        key = content_key("evaluate", {
-            "metrics": opts, "seed": self.seed, "simulator": self.config.simulator,
-            "posteriors": [[job.label, job.name, job.key] for job in jobs],
-            "theta_true": [array_digest(self.observed(k)[0])
-                           for k in range(len(self.config.observed.theta))]})
-        path = self.dir / METRICS_FILE
-        if not force and json_key(path, "inputs_key") == key:
-            return read_json(path)
-        t0 = time.perf_counter()
-        test_theta, test_x = self.simulator.simulate(opts["n_model_samples"], self.rng("evaluate"))
-        held_out = {m.name: ModelInputs(self.load(m), test_theta, test_x, self.simulator, self.seed,
-                                        opts) for m in self.config.models}
-        per_model: dict[str, Any] = {name: compute(inputs) for name, inputs in held_out.items()}
-        truth = compute(ModelInputs(None, test_theta, test_x, self.simulator, self.seed, opts))
-        if truth:
-            per_model[TRUTH] = truth
-        out: dict[str, Any] = {"seed": self.seed, "inputs_key": key, "models": per_model, "points": []}
-        names = ([TRUTH] if self.config.truth else []) + list(held_out)
-        for k in range(len(self.config.observed.theta)):
-            theta_true, x = self.observed(k)
-            samples = {name: Posterior.load(self.posterior_path(k, name)).samples for name in names}
-            row: dict[str, Any] = {"theta_true": theta_true.tolist(), "models": {}}
-            for name, s in samples.items():
-                is_truth = name == TRUTH
-                reference = samples[TRUTH] if self.config.truth and not is_truth else None
-                r = compute(PosteriorInputs(s, theta_true, reference, self.seed, opts, is_truth))
-                if name in held_out:
-                    r |= compute(ObservedInputs(held_out[name], x))
-                row["models"][name] = r
-            out["points"].append(row)
-            corner_plot(samples, self.dir / "plots" / f"corner_point_{k}.png", truth=theta_true,
-                        labels=getattr(self.simulator, "param_names", None), n_events=len(x))
-        atomic_write_json(out, path)
-        record_time(self.dir, time.perf_counter() - t0, "evaluate")
-        self.log.info("wrote metrics.json")
-        return out
+        return evaluate_run(self, force)
 
     @locked
     def run(self, stages: tuple[str, ...] = STAGES, force: bool = False) -> dict | None:
