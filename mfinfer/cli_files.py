@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import logging
 import sys
+import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from mfinfer._validation import as_matrix
 from mfinfer.config import RunConfig
 from mfinfer.errors import CorruptFileError, InputError, MissingKeyError
 from mfinfer.registry import SimulatorSpec
+from mfinfer.summaries import final_line
 
 __all__ = ["print_gate", "read_events_arg", "write_sample"]
 
@@ -29,7 +31,7 @@ __all__ = ["print_gate", "read_events_arg", "write_sample"]
 def write_sample(args: argparse.Namespace, cfg: RunConfig) -> None:
     """``mfinfer simulate --out FILE``: ``--n`` events (at ``--theta``, else θ ~ prior), or the
     run's training sample with ``--training``, to a ``.root`` or ``.npz`` file."""
-    out = Path(args.out)
+    t0, out = time.perf_counter(), Path(args.out)
     if out.suffix not in (".root", ".npz"):
         raise InputError(f"--out: expected a .root or .npz path, got {out}")
     if cfg.simulator is None:
@@ -53,14 +55,15 @@ def write_sample(args: argparse.Namespace, cfg: RunConfig) -> None:
         paths, section = write_simulations(out, theta, x, names=None if names is None else list(names),
                                            weight=np.ones(len(x)), score=score, metadata=meta,
                                            parts=args.parts)
-        print(f"wrote {len(x)} events to {', '.join(map(str, paths))}; read them with\n"
+        print("read them with the config section\n"
               + yaml.safe_dump({"simulations": section}, sort_keys=False, default_flow_style=None))
-        return
-    elif out.suffix == ".npz":
+    else:
         from mfinfer.files import atomic_write
 
         atomic_write(out, lambda f: np.savez(f, x=x, theta=theta))
-    print(f"wrote {len(x)} events to {out}")
+        paths = [out]
+    print(final_line("simulate", f"wrote {len(x)} events to {', '.join(map(str, paths))}",
+                     time.perf_counter() - t0))
 
 
 def _sample_settings(args: argparse.Namespace, cfg: RunConfig) -> tuple[int, int, Callable[[], Any]]:
