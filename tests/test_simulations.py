@@ -140,6 +140,7 @@ def test_nan_rows_give_count_file_and_entry(tmp_path: Path) -> None:
                                        "observables": ["a", "b", "c"]})
     with pytest.raises(InputError, match=r"3 of 20 rows hold NaN.*raw_1.root entry 3, c"):
         read_sample(cfg, PRIOR, "cache")
+    assert list(Path("cache").iterdir()) == [], "a failed read leaves no half-written sample"
 
 
 def test_files_whose_trees_differ_are_named(tmp_path: Path) -> None:

@@ -215,6 +215,35 @@ def _selected(paths: list[Path], cfg: SimulationsConfig, selection: Any, groups:
     return {g: np.concatenate(v) for g, v in parts.items()}, stats
 
 
+def _fill(tmp: Path, paths: list[Path], entries: Mapping[Path, int], cfg: SimulationsConfig,
+          groups: _Groups, prior: Any, selection: Any, client: Any, progress: bool) -> int:
+    """Read every file into the ``.npy`` arrays of ``tmp``; returns the number of rows."""
+    if selection is not None:
+        arrays, stats = _selected(paths, cfg, selection, groups, prior)
+        n = len(arrays["x"])
+        _raise_problems(stats, n, prior)
+        for g, a in arrays.items():
+            np.save(tmp / f"{g}.npy", a[:, 0] if g == "weight" else a)
+    else:
+        n = sum(entries.values())
+        outputs = {g: tmp / f"{g}.npy" for g in groups}
+        for g, path in outputs.items():
+            shape = (n,) if g == "weight" else (n, len(groups[g]))
+            np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=shape).flush()
+        offsets = np.concatenate([[0], np.cumsum([entries[p] for p in paths])[:-1]]).tolist()
+        args = [(p, cfg.tree, groups, cfg.step_size, int(o), outputs, prior)
+                for p, o in zip(paths, offsets, strict=True)]
+        if client is not None and len(paths) > 1:
+            stats = client.gather([client.submit(_read_file, *a, pure=False) for a in args])
+        else:
+            with progress_bar(total=n, enabled=progress, unit="events", desc="reading simulations") as bar:
+                stats = [_read_file(*a, advance=bar.update) for a in args]
+        _raise_problems(stats, n, prior)
+    if n < 2:
+        raise InputError(f"simulations: the files hold {n} events; training needs at least 2")
+    return n
+
+
 def read_sample(cfg: SimulationsConfig, prior: Any, directory: str | Path, *, selection: Any = None,
                 client: Any = None, progress: bool = False, log: Any = None) -> dict[str, np.ndarray]:
     """The sample of ``cfg`` as memory-mapped float64 arrays, read once and cached under ``directory``.
@@ -252,36 +281,21 @@ def read_sample(cfg: SimulationsConfig, prior: Any, directory: str | Path, *, se
     sub, tmp = directory / key[:16], directory / f".tmp-{key[:16]}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    if selection is not None:
-        arrays, stats = _selected(paths, cfg, selection, groups, prior)
-        n = len(arrays["x"])
-        _raise_problems(stats, n, prior)
-        for g, a in arrays.items():
-            np.save(tmp / f"{g}.npy", a[:, 0] if g == "weight" else a)
-    else:
-        n = sum(entries.values())
-        outputs = {g: tmp / f"{g}.npy" for g in groups}
-        for g, path in outputs.items():
-            shape = (n,) if g == "weight" else (n, len(groups[g]))
-            np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=shape).flush()
-        offsets = np.concatenate([[0], np.cumsum([entries[p] for p in paths])[:-1]]).tolist()
-        args = [(p, cfg.tree, groups, cfg.step_size, int(o), outputs, prior) for p, o in zip(paths, offsets,
-                                                                                              strict=True)]
-        if client is not None and len(paths) > 1:
-            stats = client.gather([client.submit(_read_file, *a, pure=False) for a in args])
-        else:
-            with progress_bar(total=n, enabled=progress, unit="events", desc="reading simulations") as bar:
-                stats = [_read_file(*a, advance=bar.update) for a in args]
-        _raise_problems(stats, n, prior)
-    if n < 2:
-        raise InputError(f"simulations: the files hold {n} events; training needs at least 2")
-    for f, p in zip(files, paths, strict=True):
-        f["entries"] = entries[p]
-    shutil.rmtree(sub, ignore_errors=True)
-    os.replace(tmp, sub)
-    names = sorted(p.stem for p in sub.glob("*.npy"))
-    atomic_write_json({"key": key, "n": n, "arrays": names, "files": files, "columns": groups},
-                      sub / MANIFEST)
+    try:  # fill tmp/, then publish it whole (manifest included) as sub/
+        n = _fill(tmp, paths, entries, cfg, groups, prior, selection, client, progress)
+        for f, p in zip(files, paths, strict=True):
+            f["entries"] = entries[p]
+        names = sorted(p.stem for p in tmp.glob("*.npy"))
+        atomic_write_json({"key": key, "n": n, "arrays": names, "files": files, "columns": groups},
+                          tmp / MANIFEST)
+        shutil.rmtree(sub, ignore_errors=True)
+        try:
+            os.replace(tmp, sub)
+        except OSError:  # another process published the same sample meanwhile
+            if load_sample(directory, key) is None:
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     for other in directory.iterdir():  # samples of earlier passes (this code wrote them)
         if other.is_dir() and other != sub and (other / MANIFEST).exists():
             shutil.rmtree(other, ignore_errors=True)
