@@ -89,3 +89,19 @@ def test_one_train_config_per_model_with_the_run_seed_and_device():
     assert (cfg.epochs, cfg.seed, cfg.device, cfg.progress) == (3, 7, "cpu", False)
     assert "progress" not in cfg.identity() and "device" not in cfg.identity()
     assert cfg.identity()["seed"] == 7
+
+
+#: The identity of a default TrainConfig when runs were first keyed: a field added since enters
+#: only away from its default, so existing run directories keep their content keys and resume.
+KEYED = ["schedule", "epochs", "batch_size", "lr", "weight_decay", "clip_grad", "validation_fraction",
+         "patience", "mse_weight", "standardize", "seed"]
+
+
+def test_a_new_setting_at_its_default_leaves_the_identity_unchanged():
+    assert list(TrainConfig().identity()) == KEYED
+    later = [f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("keyed") == "when set"]
+    assert all(f.name in KEYED or f.name in later or f.name in ("device", "progress")
+               for f in dataclasses.fields(TrainConfig)), "a new field needs metadata keyed: 'when set'"
+    for name in later:
+        default = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == name)
+        assert TrainConfig(**{name: default + 1.0}).identity()[name] == default + 1.0

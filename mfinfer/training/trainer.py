@@ -54,8 +54,9 @@ class TrainConfig:
 
     Each field carries its allowed range in its metadata (``min``, ``gt``, ``lt``, as in
     :mod:`mfinfer.schema`); ``__post_init__`` checks every field against its annotation and that
-    range, so a new setting is one line here. A bad value raises ``ConfigError`` (a ``ValueError``)
-    naming the field, the allowed range and the value got.
+    range, so a new setting is one line here (marked ``"keyed": "when set"``, see :meth:`identity`).
+    A bad value raises ``ConfigError`` (a ``ValueError``) naming the field, the allowed range and
+    the value got.
 
     Attributes:
         schedule: one of ``SCHEDULES``; None picks the model's default.
@@ -93,7 +94,7 @@ class TrainConfig:
     validation_fraction: float = field(default=0.25, metadata={"min": 0, "lt": 1})
     patience: int | None = field(default=10, metadata={"min": 1})
     mse_weight: float = field(default=1000.0, metadata={"min": 0})
-    score_weight: float = field(default=0.0, metadata={"min": 0})
+    score_weight: float = field(default=0.0, metadata={"min": 0, "keyed": "when set"})
     standardize: bool = True
     seed: int = field(default=0, metadata={"min": 0})
     device: str = "auto"
@@ -103,8 +104,13 @@ class TrainConfig:
         check_fields(self, "TrainConfig")  # types, ranges and the schedule's choices
 
     def identity(self) -> dict[str, Any]:
-        """The fields the trained weights depend on: all but ``progress`` and ``device``."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_IDENTITY}
+        """The fields the trained weights depend on: all but ``progress`` and ``device``. A field
+        added later carries ``metadata={"keyed": "when set"}`` and enters only away from its
+        default, so that adding it leaves the identity (and content key) of every existing run as
+        it was: such a run resumes and is not retrained."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in _NOT_IDENTITY
+                and not (f.metadata.get("keyed") == "when set" and getattr(self, f.name) == f.default)}
 
 
 def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[Tensor]:
