@@ -195,6 +195,9 @@ def test_old_mcmc_section_maps_with_a_warning(tmp_path, caplog):
     assert cfg.posterior == PosteriorSpec.from_options(method="emcee", num_samples=300, num_walkers=8,
                                                        max_steps=500)
     assert cfg.mcmc is cfg.posterior
+    with pytest.warns(DeprecationWarning):  # --method on an old file: its emcee options go
+        cfg = _config(build_parser().parse_args(["infer", str(path), "--method", "grid"]))
+    assert cfg.posterior == PosteriorSpec.from_options(method="grid", num_samples=300)
     data["mcmc"] = {"method": "grid", "max_steps": 500}  # silently ignored before: now an error
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=r"mcmc\.max_steps: an option of method 'emcee', but method is"):
