@@ -40,12 +40,17 @@ __all__ = ["KEY_VERSION", "array_digest", "canonical", "content_key", "json_key"
 KEY_VERSION = 1
 
 
+#: Rows of a memory-mapped array hashed at a time by :func:`array_digest`.
+DIGEST_CHUNK_ROWS = 65_536
+
+
 def array_digest(*arrays: Any) -> str:
     """SHA-256 (64 hex digits) of arrays: each one's shape and float64 C-order bytes (None: a
     marker), so the same values give the same digest whatever their dtype or memory layout.
 
     Arguments:
-        arrays: numpy arrays, torch tensors (moved to the CPU) or None.
+        arrays: numpy arrays (memory-mapped ones read in chunks, never copied whole), torch
+            tensors (moved to the CPU) or None.
     """
     digest = hashlib.sha256()
     for a in arrays:
@@ -54,6 +59,12 @@ def array_digest(*arrays: Any) -> str:
             continue
         if hasattr(a, "detach"):  # a torch tensor
             a = a.detach().cpu().numpy()
+        if isinstance(a, np.memmap) and a.ndim:  # on disk: the same bytes, read in chunks
+            digest.update(f"{a.shape};".encode())
+            for start in range(0, len(a), DIGEST_CHUNK_ROWS):
+                chunk = a[start:start + DIGEST_CHUNK_ROWS]
+                digest.update(np.ascontiguousarray(chunk, dtype=np.float64).tobytes())
+            continue
         a = np.ascontiguousarray(a, dtype=np.float64)
         digest.update(f"{a.shape};".encode())
         digest.update(a.tobytes())

@@ -4,6 +4,7 @@ split."""
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,6 +12,7 @@ from torch import Tensor
 
 from mfinfer._validation import as_matrix, nonfinite_rows
 from mfinfer.errors import InputError
+from mfinfer.training.disk_rows import check_on_disk, is_on_disk, nonfinite_on_disk
 
 __all__ = ["check_training_data", "normalised_weights", "split"]
 
@@ -23,8 +25,11 @@ def check_training_data(
     drop_invalid: bool = False,
     weights: np.ndarray | Tensor | None = None,
     score: np.ndarray | Tensor | None = None,
-) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+) -> tuple[Tensor | np.ndarray, Tensor | np.ndarray | None, Tensor | None, Tensor | np.ndarray | None]:
     """Validate training events, parameters and event weights; return them as float64 tensors.
+
+    Memory-mapped x, θ or score (``np.memmap``) are checked in chunks and come back as they are
+    (:mod:`mfinfer.training.disk_rows`), except that dropped rows leave the kept ones in memory.
 
     Args:
         x: events, (n, D).
@@ -43,7 +48,8 @@ def check_training_data(
         InputError: wrong shapes, NaN/inf rows (with their number) when ``drop_invalid`` is False,
             or weights whose total is not positive.
     """
-    x = as_matrix(x, data_dim, "x", finite=False, allow_row=False)
+    x = check_on_disk(x, data_dim, "x") if is_on_disk(x) else as_matrix(x, data_dim, "x", finite=False,
+                                                                        allow_row=False)
     if param_dim == 0:
         if theta is not None and np.asarray(theta).size > 0:
             raise InputError("theta: the model is unconditional (param_dim=0) but theta was given")
@@ -51,9 +57,12 @@ def check_training_data(
     else:
         if theta is None:
             raise InputError(f"theta: the model is conditional, expected shape ({len(x)}, {param_dim})")
-        if param_dim == 1 and np.ndim(theta) == 1:  # a flat (n,) column of a 1-d θ
+        if is_on_disk(theta):
+            theta = check_on_disk(theta, param_dim, "theta")
+        elif param_dim == 1 and np.ndim(theta) == 1:  # a flat (n,) column of a 1-d θ
             theta = np.asarray(theta)[:, None]
-        theta = as_matrix(theta, None, "theta", finite=False, allow_row=False, min_rows=0)
+        if not is_on_disk(theta):
+            theta = as_matrix(theta, None, "theta", finite=False, allow_row=False, min_rows=0)
         if theta.shape != (len(x), param_dim):
             raise InputError(f"theta: expected shape ({len(x)}, {param_dim}) to match x, got {theta.shape}")
     if weights is not None:
@@ -72,13 +81,14 @@ def check_training_data(
         if theta is None:
             raise InputError("score: the model is unconditional (param_dim=0): there is no θ to "
                              "differentiate; drop the score")
-        score = as_matrix(score, None, "score", finite=False, allow_row=False, min_rows=0)
+        score = (check_on_disk(score, None, "score") if is_on_disk(score)
+                 else as_matrix(score, None, "score", finite=False, allow_row=False, min_rows=0))
         if score.shape != theta.shape:
             raise InputError(f"score: expected shape {theta.shape}, one ∇θ log p row per θ row, got "
                              f"{score.shape}")
-    bad = np.union1d(nonfinite_rows(x), nonfinite_rows(theta) if theta is not None else [])
+    bad = np.union1d(_nonfinite(x), _nonfinite(theta) if theta is not None else [])
     if score is not None:
-        bad = np.union1d(bad, nonfinite_rows(score))
+        bad = np.union1d(bad, _nonfinite(score))
     if weights is not None:
         bad = np.union1d(bad, np.flatnonzero(~np.isfinite(weights)))
     if bad.size:
@@ -89,19 +99,32 @@ def check_training_data(
             )
         warnings.warn(f"training data: dropping {bad.size} of {len(x)} rows with NaN or inf", stacklevel=2)
         keep = np.setdiff1d(np.arange(len(x)), bad)
-        x = x[keep]
-        theta = theta[keep] if theta is not None else None
+        x = _take(x, keep)
+        theta = _take(theta, keep) if theta is not None else None
         weights = weights[keep] if weights is not None else None
-        score = score[keep] if score is not None else None
+        score = _take(score, keep) if score is not None else None
     if len(x) < 2:
         raise InputError(f"training data: need at least 2 valid rows, got {len(x)}")
     if weights is not None and not weights.sum() > 0:
         raise InputError(f"weights: the total weight must be positive, got {weights.sum():.6g} "
                          f"({int((weights < 0).sum())} of {len(weights)} weights negative); check the "
                          "weight branch and its sign convention")
-    return (torch.as_tensor(x), None if theta is None else torch.as_tensor(theta),
+    return (_tensor(x), None if theta is None else _tensor(theta),
             None if weights is None else torch.as_tensor(weights),
-            None if score is None else torch.as_tensor(score))
+            None if score is None else _tensor(score))
+
+
+def _nonfinite(a: Any) -> np.ndarray:
+    return nonfinite_on_disk(a) if is_on_disk(a) else nonfinite_rows(a)
+
+
+def _take(a: Any, keep: np.ndarray) -> np.ndarray:
+    """The rows ``keep`` of a float64 array, or of an on-disk one (then in memory, as float64)."""
+    return np.asarray(a[keep], dtype=np.float64)
+
+
+def _tensor(a: Any) -> Tensor | np.ndarray:
+    return a if is_on_disk(a) else torch.as_tensor(a)
 
 
 def normalised_weights(weights: Tensor | None, idx: Tensor, part: str) -> Tensor | None:

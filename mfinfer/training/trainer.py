@@ -39,6 +39,7 @@ from mfinfer.models import Flow
 from mfinfer.models.base import Schedule
 from mfinfer.schema import check_fields
 from mfinfer.training.data import check_training_data, normalised_weights, split
+from mfinfer.training.disk_rows import STANDARDIZE_ROWS, DiskRows, is_on_disk
 from mfinfer.training.phases import PHASES, segments
 from mfinfer.utils import progress_bar, resolve_device
 
@@ -119,22 +120,25 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[Tensor]:
 
 
 def _evaluate(
-    model: Flow, loss, x: Tensor, theta: Tensor | None, batch_size: int, mse_weight: float,
-    weights: Tensor | None = None, score: Tensor | None = None, score_weight: float = 0.0,
+    model: Flow, loss, x: Tensor | DiskRows, theta: Tensor | DiskRows | None, rows: Tensor,
+    batch_size: int, mse_weight: float, weights: Tensor | None = None,
+    score: Tensor | DiskRows | None = None, score_weight: float = 0.0,
 ) -> float:
-    """The mean loss over x (weighted by ``weights`` normalised to mean one, if given)."""
-    if len(x) == 0:
+    """The mean loss over the rows ``rows`` of x (weighted by ``weights`` normalised to mean one,
+    if given), taken in chunks of them."""
+    if len(rows) == 0:
         return float("nan")
     total = 0.0
     with torch.no_grad():  # the S loss's Jacobian uses forward-mode AD, which needs no graph
-        for idx in torch.arange(len(x)).split(max(batch_size, 1000)):
+        for idx in rows.split(max(batch_size, 1000)):
             total += _loss(loss, model, x, theta, idx, mse_weight, weights, score,
                            score_weight).item() * len(idx)
-    return total / len(x)
+    return total / len(rows)
 
 
-def _loss(loss, model: Flow, x: Tensor, theta: Tensor | None, idx: Tensor, mse_weight: float,
-          weights: Tensor | None, score: Tensor | None = None, score_weight: float = 0.0) -> Tensor:
+def _loss(loss, model: Flow, x: Tensor | DiskRows, theta: Tensor | DiskRows | None, idx: Tensor,
+          mse_weight: float, weights: Tensor | None, score: Tensor | DiskRows | None = None,
+          score_weight: float = 0.0) -> Tensor:
     """A phase's loss on the rows ``idx`` (weighted when ``weights`` is given; with the score term
     when ``score_weight > 0``)."""
     t = None if theta is None else theta[idx]
@@ -159,7 +163,9 @@ def train(
 
     Args:
         model: any mfinfer model (``AmbientFlow``, ``ManifoldFlow``, ``FOMFlow``).
-        x, theta: training data; θ is None for unconditional models.
+        x, theta: training data; θ is None for unconditional models. Memory-mapped arrays
+            (``np.memmap``, as ``simulations:`` samples come) are read batch by batch and never
+            copied whole (:mod:`mfinfer.training.disk_rows`).
         config: a ``TrainConfig``.
         run_dir: where to write ``checkpoint.pt`` each epoch (atomically); None keeps nothing.
         resume: continue from ``run_dir/checkpoint.pt`` if it exists.
@@ -186,31 +192,32 @@ def train(
         raise ConfigError(f"score_weight: {cfg.score_weight} needs the joint scores: pass score=t "
                           "(simulate(n, rng, score=True) gives them), or set score_weight=0")
     score = score if cfg.score_weight > 0 else None
-    x, theta, w, t_score = check_training_data(x, theta, model.data_dim, model.param_dim, drop_invalid,
-                                               weights, score)
-    data_sha256 = array_digest(x, theta)  # the data as given, before the cast to the model's dtype
-    if t_score is not None:
-        data_sha256 = array_digest(x, theta, t_score)
-        t_score = t_score.to(device, dtype)
+    x_in, theta_in, w, score_in = check_training_data(x, theta, model.data_dim, model.param_dim,
+                                                      drop_invalid, weights, score)
+    # the data as given, before the cast to the model's dtype
+    data_sha256 = array_digest(x_in, theta_in, *(() if score_in is None else (score_in,)))
     weights_sha256 = None if w is None else array_digest(w)
-    x, theta = x.to(device, dtype), None if theta is None else theta.to(device, dtype)
+    rows, theta_rows, t_score = (None if a is None else _rows(a, device, dtype)
+                                 for a in (x_in, theta_in, score_in))
+    assert rows is not None
     model.to(device)
-    train_idx, val_idx = split(len(x), cfg.validation_fraction, cfg.seed)
+    train_idx, val_idx = split(len(rows), cfg.validation_fraction, cfg.seed)
     w_split = {}  # weights over x's rows, normalised to mean one within each split
     if w is not None:
-        w_split = {"train": torch.zeros(len(x), dtype=dtype), "val": torch.zeros(len(x), dtype=dtype)}
+        w_split = {"train": torch.zeros(len(rows), dtype=dtype), "val": torch.zeros(len(rows), dtype=dtype)}
         for part, idx in (("train", train_idx), ("val", val_idx)):
             norm = normalised_weights(w, idx, "training" if part == "train" else "validation")
             if norm is not None:
                 w_split[part][idx] = norm.to(dtype)
         w_split = {k: v.to(device) for k, v in w_split.items()}
     if cfg.standardize:  # on resume the checkpoint restores them
-        model.fit_standardization(x[train_idx])
+        on_disk = isinstance(rows, DiskRows)  # fitted to a random subset of at most STANDARDIZE_ROWS
+        model.fit_standardization(rows[train_idx[:STANDARDIZE_ROWS] if on_disk else train_idx])
 
     plan = segments(schedule, cfg.epochs)
     run_dir = Path(run_dir) if run_dir is not None else None
     ckpt_path = run_dir / "checkpoint.pt" if run_dir else None
-    cfg_record = _identity(model, cfg, schedule, len(x), data_sha256, weights_sha256)
+    cfg_record = _identity(model, cfg, schedule, len(rows), data_sha256, weights_sha256)
 
     state: dict[str, Any] = {"segment": 0, "epoch": 0, "history": []}
     if resume and run_dir is not None and ckpt_path is not None and ckpt_path.exists():
@@ -221,8 +228,16 @@ def train(
         atomic_write_json(cfg_record, run_dir / "train_config.json")
 
     while state["segment"] < len(plan):
-        _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_path, w_split, t_score)
+        _run_segment(model, plan, state, rows, theta_rows, train_idx, val_idx, cfg, ckpt_path, w_split,
+                     t_score)
     return state["history"]
+
+
+def _rows(a: Tensor | np.ndarray, device: torch.device, dtype: torch.dtype) -> Tensor | DiskRows:
+    """A training array on ``device`` as ``dtype``: an on-disk one read batch by batch."""
+    if is_on_disk(a):
+        return DiskRows(a, dtype, device)
+    return torch.as_tensor(a).to(device, dtype)
 
 
 def _identity(model: Flow, cfg: TrainConfig, schedule: str, n_train: int, data_sha256: str,
@@ -335,9 +350,8 @@ def _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_pat
             record[f"train_{p}"] = run_loss / len(train_idx)
             record[f"lr_{p}"] = opts[p].param_groups[0]["lr"]
         model.eval()
-        val = sum(_evaluate(model, PHASES[p].loss, x[val_idx], None if theta is None else theta[val_idx],
-                            cfg.batch_size, cfg.mse_weight, None if w_val is None else w_val[val_idx],
-                            None if score is None else score[val_idx], cfg.score_weight)
+        val = sum(_evaluate(model, PHASES[p].loss, x, theta, val_idx, cfg.batch_size, cfg.mse_weight,
+                            w_val, score, cfg.score_weight)
                   for p in phases)
         record["val"] = val
         state["history"].append(record)
