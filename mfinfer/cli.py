@@ -92,9 +92,14 @@ def cmd_simulate(args: argparse.Namespace) -> None:
                              "without --out the config's training and observed data are simulated")
         t0 = time.perf_counter()
         written = sum(_run(cfg, s, args).simulate() for s in cfg.seeds)
-        total = len(cfg.seeds) * (1 + len(cfg.observed.theta))
-        print(final_line("simulate", f"wrote {written} of {total} data file(s), the others current, in "
-                         f"{Path(cfg.output_dir) / cfg.name}/seed_*/data", time.perf_counter() - t0))
+        total = len(cfg.seeds) * (cfg.simulations is None) + len(cfg.seeds) * len(cfg.observed.theta)
+        what = f"wrote {written} of {total} data file(s), the others current, in " \
+               f"{Path(cfg.output_dir) / cfg.name}/seed_*/data"
+        if cfg.simulations is not None:  # the training data are the user's files, read not simulated
+            what = (f"the training data are read from the simulations: files (cached in "
+                    f"{Path(cfg.output_dir) / cfg.name}/simulations); "
+                    + (f"{what} for the observed points" if total else "nothing to simulate"))
+        print(final_line("simulate", what, time.perf_counter() - t0))
         return
     write_sample(args, cfg)
 

@@ -233,6 +233,7 @@ class RunConfig:
             data["events"] = EventsConfig.from_dict(data["events"], "events")
         if data.get("simulations") is not None:
             data["simulations"] = SimulationsConfig.from_dict(data["simulations"], "simulations")
+            _check_no_truth(data)
         return build(cls, data, "config")
 
     def to_dict(self) -> dict:
@@ -263,6 +264,21 @@ def _check_source(cfg: RunConfig) -> None:
     elif cfg.simulations is None and cfg.n_train is None:
         raise ConfigError("n_train: missing; give the number of training simulations (or "
                           "simulations: files)")
+
+
+def _check_no_truth(data: dict[str, Any]) -> None:
+    """A run from ``simulations:`` files that names no simulator has no exact likelihood, so an
+    explicit request for the true posterior (``truth: true``, ``metrics: {c2st: true}``) is refused
+    rather than dropped (``truth`` left out defaults to false there)."""
+    if data.get("simulator") is not None:
+        return
+    metrics = data.get("metrics")
+    for key, given in (("truth", data.get("truth")),
+                       ("metrics.c2st", metrics.get("c2st") if isinstance(metrics, dict) else None)):
+        if given is True:
+            raise ConfigError(f"{key}: true needs the exact posterior, which a run from simulations: files "
+                              "without a simulator does not have; remove it, or name the simulator: "
+                              "that made the files")
 
 
 def build_simulator(spec: dict[str, Any]) -> Any:

@@ -98,6 +98,10 @@ CASES: list[Case] = [
      ConfigError, "one branch per parameter of the prior (1)"),
     ("simulations-manifold-dim-missing", _run_config(models=[{"name": "MF", "kind": "ManifoldFlow"}]),
      ConfigError, "simulations.manifold_dim"),
+    ("simulations-truth-without-simulator", _run_config(truth=True), ConfigError,
+     "truth: true needs the exact posterior"),
+    ("simulations-c2st-without-simulator", _run_config(metrics={"c2st": True}), ConfigError,
+     "metrics.c2st: true needs the exact posterior"),
     ("simulations-fom-needs-simulator", _run_config(models=[{"name": "FOM", "kind": "FOMFlow"}]),
      ConfigError, "fomflow needs a simulator"),
 ]

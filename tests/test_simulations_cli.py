@@ -113,3 +113,16 @@ def _sampler() -> dict:
     if "posterior" in RunConfig.__dataclass_fields__:
         return {"posterior": {"num_samples": 200}}
     return {"mcmc": {"num_samples": 200, "num_walkers": 8, "max_steps": 300}}
+
+
+def test_simulate_on_a_files_only_run_says_it_reads_the_files(tmp_path: Path) -> None:
+    assert _main(["simulate", str(_simulator_config(tmp_path)), "--out", "s.root", "--n", "50"])[0] == 0
+    cfg = _write(tmp_path, "files-only", {
+        "simulations": {"files": "s.root", "theta": ["theta_0"], "observables": ["x_0", "x_1", "x_2"]},
+        "prior": {"box": {"low": [-1.0], "high": [1.0]}}, "models": [AF], "seeds": [0, 1]})
+    code, out, err = _main(["simulate", str(cfg), "--quiet"])
+    assert code == 0, err
+    line = out.strip().splitlines()[-1]
+    assert "read from the simulations: files" in line and "nothing to simulate" in line, line
+    assert "wrote" not in line, line
+    assert (tmp_path / "runs" / "files-only" / "simulations").is_dir()  # read and cached once
