@@ -128,6 +128,10 @@ class DistributionPrior(Prior):
         return f"of {type(self.dist).__name__} ({self._support})"
 
     @property
+    def has_bounds(self) -> bool:
+        return self._bounds is not None
+
+    @property
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         if self._bounds is None:
             raise InputError(
