@@ -5,8 +5,9 @@
     posterior = estimator.append_simulations(theta, x).train(epochs=20).build_posterior()
     samples = posterior.sample(5000, x=x_obs)
 
-``build_posterior(method="smc")`` samples with tempered SMC instead of emcee (the default), and
-``method="grid"`` (p ≤ 3) from an adaptively refined grid, the fastest for one or two parameters.
+``build_posterior()`` samples with ``method="auto"``: the adaptive grid for p ≤ 3 when its checks
+pass, adaptive tempered SMC otherwise; ``build_posterior(method="emcee")`` or a whole
+:class:`~mfinfer.inference.spec.PosteriorSpec` (``build_posterior(spec=...)``) choose otherwise.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from mfinfer.errors import InputError
 from mfinfer.inference.likelihood import ModelLikelihood, check_events
 from mfinfer.inference.posterior import Posterior
 from mfinfer.inference.potential import LogPosterior
-from mfinfer.models import Flow
-from mfinfer.priors import Prior
+from mfinfer.inference.sampling import resolve_spec
+from mfinfer.inference.spec import PosteriorSpec
+from mfinfer.models import Flow, prior_theta_map
+from mfinfer.priors import PriorLike, as_prior
 from mfinfer.training import TrainConfig, train
 
 __all__ = ["LikelihoodEstimator", "LikelihoodPosterior"]
@@ -44,7 +47,8 @@ class LikelihoodEstimator:
         history: The per-epoch training history of the last :meth:`train`.
     """
 
-    def __init__(self, model: Flow, prior: Prior) -> None:
+    def __init__(self, model: Flow, prior: PriorLike) -> None:
+        prior = as_prior(prior)
         if model.param_dim != prior.dim:
             raise InputError(
                 f"model.param_dim ({model.param_dim}) must equal prior.dim ({prior.dim})")
@@ -111,6 +115,11 @@ class LikelihoodEstimator:
     ) -> LikelihoodEstimator:
         """Train on all appended simulations (see ``mfinfer.training.train``); returns self.
 
+        A conditional model built without ``theta_loc``/``theta_scale`` gets the prior's θ map
+        here (``prior.scaling()``: a box's centre and half-width, a Gaussian's mean and std), as
+        sbi z-scores θ; it is kept in ``model.config`` and so by ``save_model``. To train on θ
+        as given, build the model with ``theta_loc=[0] * p, theta_scale=[1] * p``.
+
         Arguments:
             config: Training settings; default ``TrainConfig(**config_kwargs)``.
             run_dir: Directory for checkpoints (enables ``resume``).
@@ -132,26 +141,35 @@ class LikelihoodEstimator:
                 raise InputError("score: score_weight > 0 needs the joint scores of every append: "
                                  "append_simulations(theta, x, score=t)")
             score = np.concatenate(scores)
+        theta_map = prior_theta_map(self.prior)
+        if self.model.param_dim > 0 and not self.model.has_theta_map and theta_map:
+            self.model.set_theta_map(theta_map["theta_loc"], theta_map["theta_scale"])
         self.history = train(self.model, x, theta, config, run_dir=run_dir, resume=resume,
                              weights=weights, score=score)
         return self
 
-    def build_posterior(self, mode: str = "manifold", **mcmc_kwargs: Any) -> LikelihoodPosterior:
-        """The posterior p(θ|x) ∝ Π_i p̂(x_i|θ) p(θ), sampled by MCMC.
+    def build_posterior(self, *, mode: str | None = None, spec: PosteriorSpec | None = None,
+                        rng: np.random.Generator | int | None = None, progress: bool = True,
+                        **options: Any) -> LikelihoodPosterior:
+        """The posterior p(θ|x) ∝ Π_i p̂(x_i|θ) p(θ); every option is keyword-only.
 
         Arguments:
-            mode: The model's density (``"manifold"``, or ``"pie"`` for M-flows).
-            **mcmc_kwargs: Defaults for ``sample_posterior`` (``rng``, ``num_walkers``, ...).
-                ``method="smc"`` selects tempered SMC: for low-dimensional θ it needs far fewer
-                likelihood evaluations than emcee (the default), each over all particles at once.
-                ``method="grid"`` (p ≤ 3) tabulates the posterior on an adaptive grid: a few
-                hundred batched evaluations for p = 1, independent of the number of samples.
+            mode: The model's density (None: its own, ``model.density_modes[0]``; ``"pie"`` for
+                M-flows).
+            spec: How to sample (default ``PosteriorSpec()``: ``method="auto"``, the grid for
+                p ≤ 3 when its checks pass, else adaptive SMC).
+            rng: Seed or generator used by every ``sample``/``posterior`` call without its own.
+            progress: emcee's progress bar (``method="emcee"``), only on a terminal.
+            **options: ``method``, ``num_samples`` and flat sampler options (``max_moves``,
+                ``num_walkers``, ...), replacing the spec's; validated here, an option of a
+                sampler the method never runs is an error naming its sampler.
         """
-        return LikelihoodPosterior(self.model, self.prior, mode=mode, **mcmc_kwargs)
+        return LikelihoodPosterior(self.model, self.prior, mode=mode, spec=spec, rng=rng,
+                                   progress=progress, **options)
 
 
 class LikelihoodPosterior:
-    """p(θ | x_1..x_n) from a trained likelihood; ``sample(n, x=...)`` runs MCMC for that x.
+    """p(θ | x_1..x_n) from a trained likelihood; ``sample(n, x=...)`` samples for that x.
 
     The :class:`ModelLikelihood` of an event set (its projection and Jacobian terms) is built
     once and reused while the events and the model's weights stay the same; the cache is keyed
@@ -160,14 +178,24 @@ class LikelihoodPosterior:
     Arguments:
         model: A trained model with ``param_dim == prior.dim``.
         prior: The prior over θ.
-        mode: The model's density (``"manifold"``, or ``"pie"`` for M-flows).
-        **mcmc_kwargs: Defaults for ``sample_posterior``.
+        mode: The model's density (None: the model's own, ``model.density_modes[0]``).
+        spec, rng, progress, **options: as :meth:`LikelihoodEstimator.build_posterior`.
+
+    Attributes:
+        spec: The validated :class:`~mfinfer.inference.spec.PosteriorSpec`.
     """
 
-    def __init__(
-        self, model: Flow, prior: Prior, mode: str = "manifold", **mcmc_kwargs: Any
-    ) -> None:
-        self.model, self.prior, self.mode, self.mcmc_kwargs = model, prior, mode, mcmc_kwargs
+    def __init__(self, model: Flow, prior: PriorLike, *, mode: str | None = None,
+                 spec: PosteriorSpec | None = None, rng: np.random.Generator | int | None = None,
+                 progress: bool = True, **options: Any) -> None:
+        modes = model.density_modes
+        if mode is not None and mode not in modes:
+            raise InputError(f"mode: {type(model).__name__} offers the densities {modes}, got "
+                             f"{mode!r}; leave mode out for the model's own")
+        self.model, self.prior = model, as_prior(prior)
+        self.mode = modes[0] if mode is None else mode
+        self.spec = resolve_spec(spec, **options)
+        self.rng, self.progress = rng, progress
         self.default_x: np.ndarray | None = None
         self._likelihoods: OrderedDict[tuple, ModelLikelihood] = OrderedDict()
 
@@ -205,20 +233,26 @@ class LikelihoodPosterior:
         self._likelihoods.move_to_end(key)
         return like
 
-    def posterior(self, num_samples: int, x: Any = None, **kwargs: Any) -> Posterior:
-        """Run MCMC and return the full ``Posterior`` (samples, diagnostics, plots, storage).
+    def posterior(self, num_samples: int | None = None, x: Any = None, *,
+                  rng: np.random.Generator | int | None = None, **options: Any) -> Posterior:
+        """Sample and return the full ``Posterior`` (samples, diagnostics, plots, storage).
 
         Arguments:
-            num_samples: Number of samples.
+            num_samples: Number of samples (default: the spec's).
             x: Observed events (n, D); default ``set_default_x``.
-            **kwargs: ``sample_posterior`` options, overriding those given at construction.
+            rng: Seed or generator (default: the one given at construction).
+            **options: ``method``, sampler options or ``progress``/``initial``, replacing those
+                given at construction for this call.
         """
-        return Posterior.from_mcmc(self.likelihood(x), self.prior, num_samples,
-                                   **{**self.mcmc_kwargs, **kwargs})
+        run = {k: options.pop(k) for k in ("progress", "initial") if k in options}
+        spec = resolve_spec(self.spec, num_samples, **options)
+        return Posterior.from_spec(self.likelihood(x), self.prior, spec=spec,
+                                   rng=self.rng if rng is None else rng,
+                                   **{"progress": self.progress, **run})
 
-    def sample(self, num_samples: int, x: Any = None, **kwargs: Any) -> np.ndarray:
+    def sample(self, num_samples: int | None = None, x: Any = None, **options: Any) -> np.ndarray:
         """Posterior samples, shape (num_samples, p), given observed events x (n, D)."""
-        return self.posterior(num_samples, x, **kwargs).samples
+        return self.posterior(num_samples, x, **options).samples
 
     def log_prob(self, theta: Any, x: Any = None) -> np.ndarray:
         """Unnormalised log posterior, θ (m, p) or (p,) -> (m,); ``-inf`` outside the prior."""
