@@ -177,3 +177,13 @@ def test_prior_from_config(cfg: dict, expected: object) -> None:
 def test_prior_from_config_refuses(cfg: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         prior_from_config(cfg)
+
+
+@pytest.mark.parametrize("prior", [BoxUniform((0, 1), (1, 2)), Gaussian(0.5, [1.0, 2.0]),
+                                   MultivariateGaussian([0, 1], [[1, 0.5], [0.5, 2]])])
+def test_sbi_gets_the_equal_torch_prior(prior: object) -> None:
+    from mfinfer.interop.nle import sbi_prior
+
+    theta = np.array([[0.5, 1.5], [0.2, 1.1]])
+    torch_lp = sbi_prior(prior).log_prob(torch.tensor(theta, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(torch_lp, as_prior(prior).log_prob(theta), rtol=1e-5)

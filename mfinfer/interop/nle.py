@@ -36,10 +36,27 @@ DENSITY_ESTIMATOR = "maf"
 
 
 def sbi_prior(prior: Any) -> Any:
-    """sbi's ``BoxUniform`` of an mfinfer box prior (``prior.bounds`` = (low, high))."""
+    """The torch prior sbi takes for ``prior`` (anything :func:`mfinfer.priors.as_prior` takes):
+    sbi's ``BoxUniform`` for a box, ``Independent(Normal)`` / ``MultivariateNormal`` for the
+    Gaussians, a :class:`~mfinfer.distribution_prior.DistributionPrior`'s own distribution."""
     from sbi.utils import BoxUniform
+    from torch.distributions import Independent, MultivariateNormal, Normal
 
-    low, high = (torch.as_tensor(b, dtype=torch.float32) for b in prior.bounds)
+    from mfinfer.distribution_prior import DistributionPrior
+    from mfinfer.priors import Gaussian, MultivariateGaussian, as_prior
+
+    prior = as_prior(prior)
+    if isinstance(prior, DistributionPrior):
+        return prior.dist
+
+    def f32(v: Any) -> torch.Tensor:
+        return torch.as_tensor(v, dtype=torch.float32)
+
+    if isinstance(prior, Gaussian):
+        return Independent(Normal(f32(prior.loc), f32(prior.scale)), 1)
+    if isinstance(prior, MultivariateGaussian):
+        return MultivariateNormal(f32(prior.loc), f32(prior.covariance))
+    low, high = (f32(b) for b in prior.bounds)
     return BoxUniform(low, high)
 
 
