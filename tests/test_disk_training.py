@@ -100,3 +100,21 @@ def test_memmap_training_never_converts_the_whole_array(tmp_path, monkeypatch):
     assert max(seen) <= 1000, max(seen)  # a validation chunk; batches 200, the fit's subset 500
     std = model.standardize  # fitted to `cap` training rows, not all of them
     assert std is not None and torch.isfinite(std.scale).all()
+
+
+def test_a_simulations_sample_trains_from_disk_as_in_memory(tmp_path):
+    """The ``simulations:`` reader's arrays are memory maps, so a run from files takes the on-disk
+    path, and trains to the weights of the same numbers in memory."""
+    from mfinfer.io.sample_store import read_sample
+    from mfinfer.io.simulations import SimulationsConfig, write_simulations
+    from mfinfer.priors import BoxUniform
+
+    x, theta, _, _ = _data()
+    write_simulations(tmp_path / "s.root", theta, x, names=["a", "b", "c"], parts=2)
+    section = SimulationsConfig.from_dict({"files": str(tmp_path / "s_*.root"),
+                                           "theta": ["theta_0", "theta_1"], "observables": ["a", "b", "c"]})
+    sample = read_sample(section, BoxUniform((-1.0, -1.0), (1.0, 1.0)), tmp_path / "cache")
+    assert isinstance(sample["x"], np.memmap) and isinstance(sample["theta"], np.memmap)
+    state_disk, _ = _trained(sample["x"], sample["theta"])
+    state_mem, _ = _trained(np.array(sample["x"]), np.array(sample["theta"]))
+    assert all(torch.equal(state_mem[k], state_disk[k]) for k in state_mem)
