@@ -1,4 +1,5 @@
-"""A small H→4ℓ check of score-augmented training: the config's AF with and without the joint score.
+"""A small H→4ℓ check of score-augmented training: the config's AF (or M-flow) with and without the
+joint score.
 
 Truth level (no cuts, no smearing: the exact posterior exists), ``n_train`` simulations (default
 10k, a tenth of the flagship's), the AF of ``analyses/higgs4l/config.yaml`` (θ scaled by the prior)
@@ -11,6 +12,7 @@ C2ST (sbi's MLP classifier, 0.5 = indistinguishable) and MMD² against the exact
 Run (one thread):
 
     OMP_NUM_THREADS=1 python -m analyses.higgs4l.score          # writes analyses/higgs4l/score.json
+    OMP_NUM_THREADS=1 python -m analyses.higgs4l.score --model M-flow   # score_mflow.json
     OMP_NUM_THREADS=1 python -m analyses.higgs4l.score --quick  # smoke run, writes nothing
 """
 
@@ -32,6 +34,10 @@ from simulators.higgs4l import Higgs4l
 
 HERE = Path(__file__).resolve().parent
 AF = {"num_layers": 6, "hidden_features": 64, "num_blocks": 2, "num_bins": 8}
+#: the config's models: (kind, options, schedule)
+MODELS = {"AF": ("AmbientFlow", AF, "nll"),
+          "M-flow": ("ManifoldFlow", {"outer_layers": 6, "inner_layers": 5, "hidden_features": 64,
+                                      "num_blocks": 2, "num_bins": 8}, "sequential")}
 TRUE_THETA = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.5))
 N_EVENTS = 50
 
@@ -65,12 +71,15 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--score-weight", type=float, default=1.0)
+    ap.add_argument("--model", choices=tuple(MODELS), default="AF")
     ap.add_argument("--grid", type=int, default=40, help="coarse grid points per axis (fine: twice)")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run, writes nothing")
-    ap.add_argument("--out", default=str(HERE / "score.json"))
+    ap.add_argument("--out", default=None, help="default: score.json (AF), score_mflow.json (M-flow)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     size = args.grid
+    kind, options, schedule = MODELS[args.model]
+    out = Path(args.out or HERE / ("score.json" if args.model == "AF" else "score_mflow.json"))
     if args.quick:
         args.n_train, args.epochs, size = 500, 1, 15
     sim = Higgs4l()
@@ -78,14 +87,15 @@ def main() -> None:
     observed = [sim.sample(np.repeat([th], N_EVENTS, 0), rng) for th in TRUE_THETA]
     exact = [grid_posterior_samples(SimulatorLikelihood(sim, xo), sim.prior, 2000,
                                     np.random.default_rng(k), size) for k, xo in enumerate(observed)]
-    results: dict = {"n_train": args.n_train, "epochs": args.epochs, "af": AF, "n_events": N_EVENTS,
+    results: dict = {"n_train": args.n_train, "epochs": args.epochs, "model": args.model, "kind": kind,
+                     "options": options, "schedule": schedule, "n_events": N_EVENTS,
                      "grid": size, "true_theta": [list(t) for t in TRUE_THETA], "runs": []}
     for seed in args.seeds:
         theta, x, t = sim.simulate(args.n_train, rng=1000 + seed, score=True)
         for w in (0.0, args.score_weight):
             torch.manual_seed(seed)
-            model = build_model("AmbientFlow", sim, **AF)
-            cfg = TrainConfig(schedule="nll", epochs=args.epochs, batch_size=256, lr=1e-3, patience=5,
+            model = build_model(kind, sim, **options)
+            cfg = TrainConfig(schedule=schedule, epochs=args.epochs, batch_size=256, lr=1e-3, patience=5,
                               score_weight=w, seed=seed, progress=False, device="cpu")
             t0 = time.perf_counter()
             history = train(model, x, theta, cfg, score=t if w > 0 else None)
@@ -101,8 +111,8 @@ def main() -> None:
             print(f"seed {seed} score_weight {w}: C2ST {np.round(row['c2st'], 3).tolist()} MMD² "
                   f"{np.round(row['mmd2'], 4).tolist()} ({seconds:.0f} s, {len(history)} epochs)", flush=True)
     if not args.quick:
-        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
-        print(f"wrote {args.out}")
+        out.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":

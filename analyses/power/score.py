@@ -11,6 +11,9 @@ by inverse CDF (exact up to the grid spacing 1e-3; no MCMC noise in the comparis
 It also measures the cost of one training step with and without the score term, for the AF, the
 M-flow's D phase, the Mₑ-flow's D phase, the S phase and the FOM flow (ratio in one process).
 
+Each (seed, score weight) run is added to the JSON as it finishes; a rerun keeps the runs already
+there (same settings) and does the missing ones, so ``--seeds 2 3`` extends the file.
+
 Run (one thread, ~20-40 min on a busy 2-core machine):
 
     OMP_NUM_THREADS=1 python -m analyses.power.score            # writes analyses/power/score.json
@@ -28,6 +31,7 @@ import numpy as np
 import torch
 
 from mfinfer.evaluation.metrics import mmd2
+from mfinfer.files import atomic_write_json
 from mfinfer.inference.likelihood import ModelLikelihood, SimulatorLikelihood
 from mfinfer.models import AmbientFlow, FOMFlow, ManifoldFlow
 from mfinfer.training import PHASES, TrainConfig, train
@@ -75,19 +79,28 @@ def step_costs(sim: PowerSimulator, repeats: int) -> dict[str, dict[str, float]]
     out = {}
     for name, (model, phase) in cases.items():
         model.train()
-        seconds = {}
-        for label, w in (("without", 0.0), ("with", 1.0)):
-            kwargs = {"score": t, "score_weight": w} if w > 0 else {}
-            for i in range(repeats + 2):  # two warm-up steps
-                if i == 2:
-                    t0 = time.perf_counter()
+        seconds = {"without": 0.0, "with": 0.0}
+        for i in range(repeats + 2):  # alternating, so that a change of load hits both alike
+            for label, kwargs in (("without", {}), ("with", {"score": t, "score_weight": 1.0})):
+                t0 = time.perf_counter()
                 model.zero_grad()
                 PHASES[phase].loss(model, x, theta, 1000.0, **kwargs).backward()
-            seconds[label] = (time.perf_counter() - t0) / repeats
+                if i >= 2:  # two warm-up steps
+                    seconds[label] += (time.perf_counter() - t0) / repeats
         out[name] = {"seconds_without": seconds["without"], "seconds_with": seconds["with"],
                      "ratio": seconds["with"] / seconds["without"]}
         print(f"step cost {name}: {seconds['without']:.4f} s -> {seconds['with']:.4f} s "
               f"(x{out[name]['ratio']:.2f})", flush=True)
+    return out
+
+
+def _summary(runs: list[dict]) -> dict:
+    """Median and mean MMD² over every (seed, observation) per score weight, and the seeds."""
+    out = {}
+    for w in sorted({r["score_weight"] for r in runs}):
+        vals = [v for r in runs if r["score_weight"] == w for v in r["mmd2"]]
+        out[str(w)] = {"median_mmd2": float(np.median(vals)), "mean_mmd2": float(np.mean(vals)),
+                       "seeds": sorted(r["seed"] for r in runs if r["score_weight"] == w)}
     return out
 
 
@@ -97,6 +110,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--score-weights", type=float, nargs="+", default=[1.0])
+    ap.add_argument("--step-cost", action="store_true", help="measure the step costs again")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run, writes nothing")
     ap.add_argument("--out", default=str(HERE / "score.json"))
     args = ap.parse_args()
@@ -108,12 +122,19 @@ def main() -> None:
     observed = [sim.sample(np.full((N_EVENTS, 1), th), rng) for th in TRUE_THETA]
     exact = [posterior_samples(SimulatorLikelihood(sim, xo), 4000, np.random.default_rng(k))
              for k, xo in enumerate(observed)]
-    results: dict = {"n_train": args.n_train, "epochs": args.epochs, "seeds": args.seeds,
-                     "true_theta": list(TRUE_THETA), "n_events": N_EVENTS, "mflow": MFLOW,
-                     "schedule": "sequential", "runs": []}
+    settings = {"n_train": args.n_train, "epochs": args.epochs, "true_theta": list(TRUE_THETA),
+                "n_events": N_EVENTS, "mflow": MFLOW, "schedule": "sequential"}
+    out = Path(args.out)
+    results: dict = {**settings, "runs": []}
+    if out.is_file() and not args.quick:  # the runs done before, with the same settings (runs are
+        stored = json.loads(out.read_text())  # deterministic: a seed and weight give the same result)
+        if all(stored.get(k) == v for k, v in settings.items()):
+            results = {k: v for k, v in stored.items() if k != "seeds"}  # seeds: now per weight
     for seed in args.seeds:
         theta, x, t = sim.simulate(args.n_train, rng=1000 + seed, score=True)
         for w in [0.0, *args.score_weights]:
+            if any(r["seed"] == seed and r["score_weight"] == w for r in results["runs"]):
+                continue
             model, seconds = train_mflow(theta, x, t, w, args.epochs, seed)
             mmds = []
             for k, xo in enumerate(observed):
@@ -121,18 +142,17 @@ def main() -> None:
                 mmds.append(mmd2(samples, exact[k]))
             results["runs"].append({"seed": seed, "score_weight": w, "train_seconds": seconds,
                                     "mmd2": mmds, "median_mmd2": float(np.median(mmds))})
+            results["summary"] = _summary(results["runs"])
             print(f"seed {seed} score_weight {w}: MMD² {np.round(mmds, 4).tolist()} "
                   f"({seconds:.0f} s)", flush=True)
-    summary = {}
-    for w in [0.0, *args.score_weights]:
-        vals = [v for r in results["runs"] if r["score_weight"] == w for v in r["mmd2"]]
-        summary[str(w)] = {"median_mmd2": float(np.median(vals)), "mean_mmd2": float(np.mean(vals))}
-    results["summary"] = summary
-    results["step_cost"] = step_costs(sim, 3 if args.quick else 20)
-    print(json.dumps(summary, indent=1))
+            if not args.quick:
+                atomic_write_json(results, out)
+    if "step_cost" not in results or args.step_cost or args.quick:
+        results["step_cost"] = step_costs(sim, 3 if args.quick else 30)
+    print(json.dumps(results["summary"], indent=1))
     if not args.quick:
-        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
-        print(f"wrote {args.out}")
+        atomic_write_json(results, out)
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":
