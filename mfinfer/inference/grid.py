@@ -10,11 +10,12 @@ grow with the number of samples.
 
 Refinement (adaptive quadrature): the first grid's cells get an error estimate from their
 neighbours (second differences of the cell masses: the midpoint rule's h² f''/24 term), so only
-cells at its edge, wide cells and cells carrying the error are split; when a cell is split, |m_parent − Σ m_children| estimates the
-error of the coarser rule; as the midpoint rule's error falls ~4× per halving, a third of it is
-left to the children. Cells holding the last ``tail_mass`` of the posterior are not refined.
-Refinement stops when the estimated L1 error of the cell masses is below ``tol`` and every
-occupied cell is narrower than ``1 / resolution`` of the posterior's standard deviation.
+cells at its edge, wide cells and cells carrying the error are split; when a cell is split,
+|m_parent − Σ m_children| estimates the error of the coarser rule; as the midpoint rule's error
+falls ~4× per halving, a third of it is left to the children. Cells holding the last
+``tail_mass`` of the posterior are not refined. Refinement stops when the estimated L1 error of
+the cell masses is below ``tol`` and every occupied cell is narrower than ``1 / resolution`` of the
+posterior's standard deviation.
 
 Convergence check, independent of the refinement rule: ``check_points`` draws from the tabulated
 density are evaluated with the true log posterior; the effective sample size of the importance
