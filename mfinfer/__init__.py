@@ -13,8 +13,9 @@ The public API::
 The subpackages follow the data flow, left to right:
 
 - ``registry``: simulator plug-ins, found by the ``mfinfer.simulators`` entry points;
-- ``models``: what is trained (AF, M-flow / Mₑ-flow / PIE, FOM; ``jacobian``, ``storage``);
-- ``training``: how it is trained (phases, schedules, the loop, checkpoints);
+- ``models``: what is trained (AF, M-flow / Mₑ-flow / PIE, FOM, ensembles; ``jacobian``, ``storage``);
+- ``training``: how it is trained (phases, schedules, the score term, the loop, checkpoints,
+  ``train_ensemble``);
 - ``inference``: likelihoods, the log-posterior, the posterior spec (``PosteriorSpec``) and its
   samplers (``method="auto"``: grid for p ≤ 3, else SMC; emcee on request), posterior objects,
   the estimator;
@@ -32,7 +33,7 @@ arXiv:2003.13913.
 """
 
 from mfinfer.inference import LikelihoodEstimator, Posterior, PosteriorSpec, sample_posterior
-from mfinfer.models import AmbientFlow, FOMFlow, ManifoldFlow, load_model, save_model
+from mfinfer.models import AmbientFlow, Ensemble, FOMFlow, ManifoldFlow, load_model, save_model
 from mfinfer.priors import BoxUniform, Gaussian, MultivariateGaussian, as_prior
 from mfinfer.registry import get_simulator
 
@@ -51,6 +52,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AmbientFlow",
     "BoxUniform",
+    "Ensemble",
     "FOMFlow",
     "Gaussian",
     "LikelihoodEstimator",
