@@ -28,7 +28,7 @@ __all__ = ["NAME_RULE", "as_matrix", "as_model_input", "broadcast_rows", "check_
 #: a letter or digit, then up to 99 letters, digits, spaces and ``. _ + - ( )``; so never ``.``,
 #: ``..``, empty, hidden or absolute. Model names may also hold ``/`` (table labels such as
 #: ``M-flow (M/D sequential)``), which becomes ``-`` in their paths (:func:`path_name`).
-NAME_RULE = r"[A-Za-z0-9][A-Za-z0-9 ._+()-]{0,99}"
+NAME_RULE = r"[A-Za-z0-9][A-Za-z0-9 ,._+()-]{0,99}"
 _NAME = re.compile(NAME_RULE)
 _LABEL = re.compile(NAME_RULE.replace("()-]", "()/-]"))
 
@@ -154,7 +154,7 @@ def check_name(name: Any, where: str, *, slash: bool = False,
     if not isinstance(name, str) or not pattern.fullmatch(name) or name != name.rstrip(" ."):
         extra = ", '/' (becomes '-')" if slash else ""
         raise error(f"{where}: names a file or folder, so it must start with a letter or digit, hold "
-                    f"only letters, digits, spaces and . _ + - ( ){extra}, not end with a space or "
+                    f"only letters, digits, spaces and , . _ + - ( ){extra}, not end with a space or "
                     f"'.', and have at most 100 characters; got {reprlib.repr(name)}")
     return name
 
@@ -167,7 +167,7 @@ def path_name(name: str, where: str = "name") -> str:
 def safe_label(text: str) -> str:
     """``text`` (e.g. a file's stem) made to follow :data:`NAME_RULE`: other characters become
     '_', and a label that does not start with a letter or digit gets the prefix ``x``."""
-    label = re.sub(r"[^A-Za-z0-9 ._+()-]", "_", text)[:99].rstrip(" .")
+    label = re.sub(r"[^A-Za-z0-9 ,._+()-]", "_", text)[:99].rstrip(" .")
     return label if _NAME.fullmatch(label) else check_name("x" + label, "label")
 
 

@@ -131,7 +131,9 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     cfg = _config(tmp_path)
     assert main(["simulate", str(cfg)]) == 0
     assert main(["infer", str(cfg), "--quiet"]) == 2
-    assert "model.json: missing" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "trained models ['AF'" in err and "mfinfer train" in err, err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_theta_outside_prior_is_rejected(tmp_path, capsys):
