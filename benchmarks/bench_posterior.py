@@ -1,45 +1,61 @@
-"""Posterior sampling wall time vs sbi's NLE, measured in one run, on the power task or H→4ℓ.
+"""Posterior speed through the default paths, like for like: mfinfer vs sbi's NLE, in one run.
 
-Setup (power, the default): 10k simulations, 20 observed events at θ* = 0, 5000 posterior samples,
-one torch thread, short training on both sides. ``--task higgs4l``: 20k simulations, 50 events at
-θ* = (0, 0), the analysis' flow sizes. Rows:
+Both sides get the same simulations, the same number of training epochs, the same 20 observed
+events at θ*, 5000 posterior samples and one torch thread; each side uses its defaults otherwise:
 
-1. sbi 0.27 ``NLE(prior)`` (its default density estimator), ``train(max_num_epochs=20)``, default
-   ``build_posterior()`` (MCMC, slice_np_vectorized, 20 chains), ``sample((n,), x=x_obs)`` with
-   x_obs of shape (n_events, D): sbi treats the leading dimension as iid trials;
-2. mfinfer's README path ``LikelihoodEstimator → build_posterior(method=...) → sample`` with
-   ``method="grid"`` (adaptive grid), ``"smc"`` (tempered SMC) and, as the slow reference,
-   ``"emcee"`` (the default) twice with two seeds: the emcee-vs-emcee MMD² is the two-sample noise
-   level. For the AF and the conditional-manifold M-flow (no projection cache) the reference is
-   SMC twice unless ``--emcee-uncached``.
+1. mfinfer, the README's first example: ``LikelihoodEstimator(ManifoldFlow(D, d, param_dim=p))``,
+   ``train(epochs=E, schedule="sequential")``, ``build_posterior()`` (``method="auto"``: the adaptive
+   grid for p ≤ 3 when its checks pass, else SMC), ``sample(5000, x=x_obs)``;
+2. sbi 0.27: ``NLE(prior)`` (its default density estimator), ``train(max_num_epochs=E - 1)`` (sbi
+   runs epochs 0..max_num_epochs, so E epochs; its early stopping, 20 epochs' patience, cannot
+   trigger within E), default
+   ``build_posterior()`` (MCMC, slice_np_vectorized), ``sample((5000,), x=x_obs)`` with x_obs of
+   shape (20, D): sbi treats the leading dimension as iid trials.
 
-Ratios are sampling time only (training is timed separately); every sampler's own convergence
-check is printed (grid: quadrature error, resolution and importance check; SMC: final ESS and
-moved fraction; emcee: chain length ≥ 50 τ).
+The sampling time of each ``sample`` call is the figure compared (the likelihood's set-up, the
+cached projection for mfinfer, counts inside it); training times are reported too. Quality check:
+where the simulator has an exact likelihood (power, H→4ℓ), the true posterior is sampled with the
+grid on it, and the MMD² of each side's samples against it is printed with the two-sample noise
+level (95th percentile over label permutations): a fast posterior that is wrong would show there.
 
-    python benchmarks/bench_posterior.py > benchmarks/results/posterior_cpu.txt
-    python benchmarks/bench_posterior.py --task higgs4l > benchmarks/results/posterior_higgs4l_cpu.txt
+    OMP_NUM_THREADS=1 python benchmarks/bench_posterior.py --task power
+    OMP_NUM_THREADS=1 python benchmarks/bench_posterior.py --task higgs4l
+
+Each writes ``benchmarks/results/posterior_<task>.txt`` (the printed lines) and ``.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mfinfer.inference import LikelihoodEstimator
-from mfinfer.models import AmbientFlow, ManifoldFlow
+from mfinfer.inference import LikelihoodEstimator, SimulatorLikelihood, sample_posterior
+from mfinfer.models import ManifoldFlow
 from mfinfer.registry import get_simulator
 
+#: Per task: simulations (the README's 20k for power), epochs (the README's 10), θ*, model options.
 TASKS: dict[str, dict[str, Any]] = {
-    "power": {"n_sims": 10_000, "events": 20, "theta": [0.0], "epochs": 2, "flow": {}},
-    "higgs4l": {"n_sims": 20_000, "events": 50, "theta": [0.0, 0.0], "epochs": 2,
+    "power": {"simulator": {}, "n_sims": 20_000, "epochs": 10, "theta": [0.0], "flow": {}},
+    "higgs4l": {"simulator": {"cuts": False, "smearing": 0.0}, "n_sims": 20_000, "epochs": 10,
+                "theta": [0.0, 0.0],
                 "flow": {"hidden_features": 64, "num_blocks": 2, "num_bins": 8}},
 }
+RESULTS = Path(__file__).parent / "results"
+
+
+def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
 
 
 def _mmd2_of(k: np.ndarray, in_a: np.ndarray) -> float:
@@ -50,7 +66,7 @@ def _mmd2_of(k: np.ndarray, in_a: np.ndarray) -> float:
                  + (kbb.sum() - np.trace(kbb)) / (nb * (nb - 1)) - 2 * kab.mean())
 
 
-def mmd2(a: np.ndarray, b: np.ndarray, n: int = 2000, perms: int = 100,
+def mmd2(a: np.ndarray, b: np.ndarray, n: int = 1500, perms: int = 100,
          seed: int = 0) -> tuple[float, float]:
     """Unbiased MMD² (Gaussian kernel, median-heuristic bandwidth) on n draws of each sample, and
     the two-sample noise level: the 95th percentile of MMD² over label permutations."""
@@ -65,119 +81,107 @@ def mmd2(a: np.ndarray, b: np.ndarray, n: int = 2000, perms: int = 100,
     return _mmd2_of(k, labels), float(np.quantile(null, 0.95))
 
 
-def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t0
-
-
-def sbi_nle(prior: Any, theta: np.ndarray, x: np.ndarray, x_obs: np.ndarray, n: int, epochs: int,
-            seed: int) -> tuple[np.ndarray, float, float]:
-    """sbi's NLE as its users run it; returns (samples, train seconds, sampling seconds)."""
+def sbi_nle(prior: Any, theta: np.ndarray, x: np.ndarray, x_obs: np.ndarray, n: int,
+            epochs: int) -> dict[str, Any]:
+    """sbi's NLE as its users run it: its default estimator, MCMC and sample call."""
     from sbi.inference import NLE
     from sbi.utils import BoxUniform
 
-    torch.manual_seed(seed)
+    torch.manual_seed(0)
     low, high = (torch.as_tensor(b, dtype=torch.float32) for b in prior.bounds)
     nle = NLE(BoxUniform(low, high), show_progress_bars=False)
     nle.append_simulations(torch.as_tensor(theta, dtype=torch.float32),
                            torch.as_tensor(x, dtype=torch.float32))
-    _, t_train = timed(lambda: nle.train(max_num_epochs=epochs, show_train_summary=False))
+    # sbi counts epochs from 0 and runs while epoch <= max_num_epochs: E - 1 gives E epochs.
+    _, t_train = timed(lambda: nle.train(max_num_epochs=epochs - 1, show_train_summary=False))
     post = nle.build_posterior()
-    x_o = torch.as_tensor(x_obs, dtype=torch.float32)  # (n_events, D): iid trials
+    x_o = torch.as_tensor(x_obs, dtype=torch.float32)
     samples, t_sample = timed(lambda: post.sample((n,), x=x_o, show_progress_bars=False))
-    return samples.numpy().astype(float), t_train, t_sample
+    return {"samples": samples.numpy().astype(float), "train_s": t_train, "sample_s": t_sample,
+            "epochs": nle.summary["epochs_trained"][-1] if nle.summary.get("epochs_trained") else None}
 
 
-def diagnostics(post: Any) -> tuple[str, bool]:
-    """One line of the sampler's own convergence diagnostics, and its verdict."""
-    if post.grid is not None:
-        g = post.grid
-        return (f"{g.num_evaluations} evals, {g.rounds} rounds, {g.num_cells} cells, error "
-                f"{g.error:.1e}, resolution {g.resolution:.1f}, check ESS {g.check_ess:.3f}",
-                g.converged)
-    if post.smc is not None:
-        d = post.smc
-        return (f"{d.num_evaluations} evals, betas {np.round(d.betas, 3).tolist()}, moves "
-                f"{d.stage_moves.tolist()}, final ESS {d.final_ess:.0f}, moved "
-                f"{d.moved_fraction:.3f}", d.converged)
-    e = post.mcmc
-    return (f"{e.n_steps} steps x {e.num_walkers} walkers, tau {np.round(e.tau, 1).tolist()}, "
-            f"acc {e.acceptance_fraction:.2f}", e.converged)
+def mfinfer_default(sim: Any, theta: np.ndarray, x: np.ndarray, x_obs: np.ndarray, n: int,
+                    epochs: int, flow: dict[str, Any]) -> dict[str, Any]:
+    """The README's first example with this task's simulator."""
+    torch.manual_seed(0)
+    model = ManifoldFlow(sim.data_dim, sim.manifold_dim, param_dim=sim.param_dim, **flow)
+    est = LikelihoodEstimator(model, prior=sim.prior).append_simulations(theta, x)
+    _, t_train = timed(est.train, epochs=epochs, schedule="sequential", progress=False)
+    posterior = est.build_posterior()
+    post, t_sample = timed(posterior.posterior, n, x=x_obs)
+    return {"samples": post.samples, "train_s": t_train, "sample_s": t_sample,
+            "epochs": len(est.history), "sampler": post.metadata["sampler"],
+            "diagnostics": post.summary().get("grid") or post.summary().get("smc")}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(TASKS), default="power")
     parser.add_argument("--samples", type=int, default=5000)
-    parser.add_argument("--sbi-epochs", type=int, default=20)
-    parser.add_argument("--emcee-uncached", action="store_true")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--events", type=int, default=20)
+    parser.add_argument("--n-sims", type=int, help="simulations (default: the task's)")
+    parser.add_argument("--epochs", type=int, help="training epochs of both sides (default: the task's)")
+    parser.add_argument("--out", type=Path, help="output stem (default benchmarks/results/posterior_<task>; "
+                        "'-' prints only)")
     args = parser.parse_args()
     task = TASKS[args.task]
+    n_sims, epochs, n = args.n_sims or task["n_sims"], args.epochs or task["epochs"], args.samples
     torch.set_num_threads(1)
-    sim = get_simulator(args.task)
-    theta, x = sim.simulate(task["n_sims"], rng=0)
-    x_obs = sim.sample(np.tile(task["theta"], (task["events"], 1)), rng=1)
-    n, p, big_d = args.samples, sim.param_dim, sim.data_dim
-    d = sim.manifold_dim
+    sim = get_simulator(args.task, **task["simulator"])
+    theta, x = sim.simulate(n_sims, rng=0)
+    x_obs = sim.sample(np.tile(task["theta"], (args.events, 1)), rng=1)
+    lines: list[str] = []
 
     def say(msg: str) -> None:
         print(msg, flush=True)
+        lines.append(msg)
 
-    say(f"# task {args.task}: {task['n_sims']} simulations, {task['events']} events, {n} samples, "
-        f"device {args.device}, torch threads 1")
-    sbi_s, t_sbi_train, t_sbi = sbi_nle(sim.prior, theta, x, x_obs, n, args.sbi_epochs, 0)
-    say(f"sbi NLE: train {t_sbi_train:.1f} s, sample {t_sbi:.1f} s, mean "
-        f"{np.round(sbi_s.mean(0), 3).tolist()} std {np.round(sbi_s.std(0), 3).tolist()}")
-
-    flow = task["flow"]
-    models: list[tuple[str, Callable[[], Any], bool]] = [
-        ("M-flow (cached)", lambda: ManifoldFlow(big_d, d, param_dim=p, **flow), True),
-        ("AF (no cache)", lambda: AmbientFlow(big_d, param_dim=p, **flow), args.emcee_uncached),
-        ("M-flow conditional manifold (no cache)",
-         lambda: ManifoldFlow(big_d, d, param_dim=p, conditional_manifold=True, **flow),
-         args.emcee_uncached),
-    ]
-    rows = []
-    for name, make, with_emcee in models:
-        torch.manual_seed(0)
-        est = LikelihoodEstimator(make().to(args.device), sim.prior).append_simulations(theta, x)
-        _, t_train = timed(est.train, epochs=task["epochs"], batch_size=256, progress=False,
-                           device=args.device)
-        post = est.build_posterior(progress=False)
-        post.likelihood(x_obs)  # projection cache built outside the timed sampling
-        say(f"{name}: train {t_train:.1f} s")
-        plan = [("grid", 0), ("smc", 0), *([("emcee", 1), ("emcee", 2)] if with_emcee else
-                                           [("smc", 2)])]
-        runs = {(m, s): timed(post.posterior, n, x=x_obs, method=m, rng=s) for m, s in plan}
-        for (method, seed), (res, t) in runs.items():
-            text, ok = diagnostics(res)
-            say(f"{name}: {method} (seed {seed}) {t:.2f} s, {text}, converged {ok}")
-        ref, ref2 = plan[-2:]  # the reference twice: its MMD² is the two-sample noise level
-        rows.append({
-            "name": name, "train": t_train, "ref": ref[0],
-            "grid": runs["grid", 0][1], "smc": runs["smc", 0][1], "slow": runs[ref][1],
-            "converged": " / ".join(str(diagnostics(runs[k][0])[1])
-                                    for k in (("grid", 0), ("smc", 0), ref)),
-            "mmd_grid": mmd2(runs["grid", 0][0].samples, runs[ref][0].samples),
-            "mmd_ref": mmd2(runs[ref2][0].samples, runs[ref][0].samples)[0],
-            "mean": runs["grid", 0][0].samples.mean(0), "std": runs["grid", 0][0].samples.std(0),
-        })
-
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    say(f"# task {args.task}: {n_sims} simulations, {epochs} epochs on both sides, {args.events} events at "
+        f"theta* = {task['theta']}, {n} samples, torch threads 1, {platform.processor() or 'cpu'}, "
+        f"{os.cpu_count()} cores, load average at start {load:.1f}")
+    mf = mfinfer_default(sim, theta, x, x_obs, n, epochs, task["flow"])
+    say(f"mfinfer (README default path): train {mf['train_s']:.1f} s ({mf['epochs']} epochs), "
+        f"sample {mf['sample_s']:.2f} s with {mf['sampler']['method']} "
+        f"(requested {mf['sampler']['requested']}, fallback {mf['sampler']['fallback']}, converged "
+        f"{mf['sampler']['converged']})")
+    sb = sbi_nle(sim.prior, theta, x, x_obs, n, epochs)
+    say(f"sbi NLE (defaults): train {sb['train_s']:.1f} s ({sb['epochs']} epochs), "
+        f"sample {sb['sample_s']:.1f} s")
+    truth, t_truth = timed(sample_posterior, SimulatorLikelihood(sim, x_obs), sim.prior, n,
+                           method="grid", rng=0)
+    say(f"exact posterior (simulator likelihood, grid): {t_truth:.2f} s, converged {truth.converged}")
+    out: dict[str, Any] = {"task": args.task, "n_sims": n_sims, "epochs": epochs, "events": args.events,
+                           "samples": n, "load_average_start": load,
+                           "load_average_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
     say("")
-    say("| model | sbi NLE MCMC (s) | grid (s) | smc (s) | reference (s) | sbi / grid | sbi / smc | "
-        "MMD²(grid, ref) | noise: 95% perm. / ref vs ref | converged (grid / smc / ref) | "
-        "mean, std (grid) |")
-    say("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        (mmd, noise), mmd_ref = r["mmd_grid"], r["mmd_ref"]
-        say(f"| {r['name']} | {t_sbi:.1f} | {r['grid']:.2f} | {r['smc']:.2f} | {r['ref']} "
-            f"{r['slow']:.1f} | {t_sbi / r['grid']:.0f}x | {t_sbi / r['smc']:.1f}x | "
-            f"{mmd:.1e} | {noise:.1e} / {mmd_ref:.1e} | {r['converged']} | "
-            f"{np.round(r['mean'], 3).tolist()}, {np.round(r['std'], 3).tolist()} |")
-    say(f"sbi NLE mean, std: {np.round(sbi_s.mean(0), 3).tolist()}, "
-        f"{np.round(sbi_s.std(0), 3).tolist()}")
+    say("| side | train (s) | sample (s) | mean | std | MMD² vs exact | noise (95% perm.) |")
+    say("|---|---|---|---|---|---|---|")
+    for name, r in (("mfinfer build_posterior().sample", mf), ("sbi NLE build_posterior().sample", sb)):
+        m, noise = mmd2(r["samples"], truth.samples)
+        say(f"| {name} | {r['train_s']:.1f} | {r['sample_s']:.2f} | "
+            f"{np.round(r['samples'].mean(0), 3).tolist()} | {np.round(r['samples'].std(0), 3).tolist()} | "
+            f"{m:.1e} | {noise:.1e} |")
+        out[name.split()[0]] = {k: v for k, v in r.items() if k != "samples"} | {
+            "mean": r["samples"].mean(0).tolist(), "std": r["samples"].std(0).tolist(), "mmd2_vs_exact": m,
+            "mmd2_noise": noise}
+    say(f"| exact (grid on the simulator likelihood) | - | {t_truth:.2f} | "
+        f"{np.round(truth.samples.mean(0), 3).tolist()} | {np.round(truth.samples.std(0), 3).tolist()} "
+        f"| - | - |")
+    ratio = sb["sample_s"] / mf["sample_s"]
+    out["sample_ratio_sbi_over_mfinfer"] = ratio
+    total = (sb["train_s"] + sb["sample_s"]) / (mf["train_s"] + mf["sample_s"])
+    say(f"\nposterior sampling: mfinfer's default path is {ratio:.0f}x faster than sbi's NLE default "
+        f"(sample call, same run); train + sample: {total:.1f}x")
+    if args.out != Path("-"):
+        stem = args.out or RESULTS / f"posterior_{args.task}"
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        texts = {".txt": "\n".join(lines) + "\n", ".json": json.dumps(out, indent=1, default=str)}
+        for suffix, text in texts.items():
+            tmp = stem.with_name(stem.name + suffix + ".tmp")
+            tmp.write_text(text)
+            tmp.replace(stem.with_name(stem.name + suffix))
 
 
 if __name__ == "__main__":
