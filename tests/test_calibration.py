@@ -203,7 +203,7 @@ def _write(tmp_path: Path, base: Path, **calibration) -> Path:
     (TRUTH_CFG, {"sampler": {"num_particle": 10}}, r"calibration\.sampler\.num_particle: unknown option; "
                                                    r"allowed: \['num_particles'"),
     (TRUTH_CFG, {"sampler": {"max_steps": 10}}, r"calibration\.sampler\.max_steps: an option of method "
-                                                r"'emcee', but method is 'smc'"),
+                                                r"'emcee', but method is 'auto'"),
 ])
 def test_bad_calibration_fields(tmp_path, base, change, message):
     with pytest.raises(ConfigError, match=message):
