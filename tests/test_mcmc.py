@@ -111,7 +111,8 @@ def test_walkers_start_and_stay_inside_support(initial):
         calls.append(theta.copy())
         return -0.5 * np.sum((theta / np.array([20.0, 2.0])) ** 2, axis=1)
 
-    sample_posterior(log_like, prior, 100, rng=0, initial=initial, progress=False, method="emcee", max_steps=200)
+    sample_posterior(log_like, prior, 100, rng=0, initial=initial, progress=False, method="emcee",
+                     max_steps=200)
     first = calls[0]
     assert first.shape == (32, 2) and np.all(prior.contains(first))
     if initial is not None:  # a small ball around the start point, clipped inside
