@@ -47,7 +47,8 @@ def main() -> None:
         source = ast.get_source_segment(code, node) or ""
         t0 = time.perf_counter()
         exec(compile(ast.Module([node], []), "<README>", "exec"), namespace)  # our own README's code
-        rows.append({"statement": source.splitlines()[0][:100], "seconds": round(time.perf_counter() - t0, 2)})
+        seconds = round(time.perf_counter() - t0, 2)
+        rows.append({"statement": source.splitlines()[0][:100], "seconds": seconds})
     total = time.perf_counter() - start
     train = sum(r["seconds"] for r in rows if ".train(" in r["statement"])
     result = {"total_s": round(total, 2), "training_statement_s": round(train, 2),
@@ -57,7 +58,8 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     for r in rows:
         print(f"{r['seconds']:8.2f} s  {r['statement']}")
-    print(f"total {total:.1f} s, training statement {train:.1f} s ({100 * train / total:.0f} %); wrote {args.out}")
+    print(f"total {total:.1f} s, training statement {train:.1f} s ({100 * train / total:.0f} %); "
+          f"wrote {args.out}")
 
 
 if __name__ == "__main__":
