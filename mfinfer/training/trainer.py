@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,7 @@ def train(
     drop_invalid: bool = False,
     weights: np.ndarray | Tensor | None = None,
     score: np.ndarray | Tensor | None = None,
+    stop: Callable[[list[dict]], bool] | None = None,
 ) -> list[dict]:
     """Train ``model`` on events x (n, D) simulated at θ (n, p); returns the per-epoch history.
 
@@ -173,6 +175,9 @@ def train(
         weights: event weights (n,), negative ones allowed (see the module docstring); None: all 1.
         score: joint scores t = ∇θ log p(x, z|θ) (n, p) from the simulator
             (``simulate(n, rng, score=True)``); used when ``config.score_weight > 0``.
+        stop: called with the history after each epoch (its checkpoint written); True ends the
+            training there, with the segment's best weights so far (a wall-clock budget); the
+            checkpoint stays mid-segment, so ``resume=True`` continues from it.
 
     Raises:
         ValueError: bad data (shapes, NaN/inf, weights whose total is not positive).
@@ -229,7 +234,9 @@ def train(
 
     while state["segment"] < len(plan):
         _run_segment(model, plan, state, rows, theta_rows, train_idx, val_idx, cfg, ckpt_path, w_split,
-                     t_score)
+                     t_score, stop)
+        if state.pop("stopped", False):
+            break
     return state["history"]
 
 
@@ -294,7 +301,7 @@ def _load_checkpoint(ckpt_path: Path, device: torch.device) -> dict[str, Any]:
 
 
 def _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_path, weights=None,
-                 score=None) -> None:
+                 score=None, stop_hook=None) -> None:
     weights = weights or {}
     w_train, w_val = weights.get("train"), weights.get("val")
     seg = state["segment"]
@@ -374,6 +381,11 @@ def _run_segment(model, plan, state, x, theta, train_idx, val_idx, cfg, ckpt_pat
         if ckpt_path is not None:
             state["model"] = model.state_dict()
             _save_checkpoint(state, ckpt_path)
+        if stop_hook is not None and stop_hook(state["history"]):
+            if not done:
+                model.load_state_dict(best["weights"])
+            state["stopped"] = True
+            break
         if done:
             break
     bar.close()
