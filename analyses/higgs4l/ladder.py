@@ -1,162 +1,72 @@
-"""H→4ℓ flagship comparison and diagnostic ladder: AF, M-flow, sbi's NLE against the exact posterior.
+"""H→4ℓ flagship comparison and diagnostic ladder: every estimator against the exact posterior, per budget.
 
 For each seed, on the training simulations and observed events of ``analyses/higgs4l/config.yaml``
-(the pipeline's, so ``run.py`` sees the same ones), every estimator below is trained on the same
-simulations and its posterior at the three θ* is compared with the exact one (C2ST, 0.5 ideal;
+(the pipeline's, so ``run.py`` sees the same ones), every estimator of
+:data:`analyses.higgs4l.estimators.ESTIMATORS` is trained on the same simulations under each
+``--budget`` (:mod:`analyses.higgs4l.budgets`: ``wall=SECONDS``, the same wall-clock training time
+for every estimator on one machine, or ``converge``, each to its own early stopping, sbi's NLE
+uncapped), and its posterior at the three θ* is compared with the exact one (C2ST, 0.5 ideal;
 MMD²), all by the adaptive grid sampler with the same options:
 
-- the ladder: (1) **true chart (FOM)**, a flow on the 11 chart coordinates z = ``Higgs4l.true_chart(x)``
-  with the M-flow's inner-flow architecture and training (the FOM flow with the true chart: the best
-  the inner flow can do once the manifold is exact; p(z|θ) differs from p(x|θ) by a θ-independent
-  Jacobian); (2) the M-flow's reconstruction error |x − project(x)| on held-out simulations; (3) the
-  M-flow's posterior;
-- the estimators a user would pick instead: the **AF** and sbi's **NLE** with its defaults (MAF), at
-  the config's number of epochs like every flow here (its early stopping alone ran > 20 min);
-- two input representations, always with a learned manifold: the 38 observables, and the 16 lepton
-  four-momentum components (columns 0-15, GeV), on which the 11-d manifold is smooth (the 38 hold six
-  azimuthal angles that jump by 2π).
+- the AF and the M-flow, each with and without the joint score (SCANDAL), an ensemble of three
+  M-flows with the score, and sbi's **NLE** with its defaults (MAF): the estimators a user picks;
+- the ceiling: the **true-chart flow** (the M-flow's inner flow on the 11 chart coordinates
+  z = ``Higgs4l.true_chart(x)``: the best the inner flow can do once the manifold is exact), with
+  and without the score; the M-flows' reconstruction error |x − project(x)| on held-out events;
+- the 16 lepton four-momentum components (columns 0-15, GeV) as a second representation.
 
-Training checkpoints every epoch and resumes (``runs/higgs4l/seed_S/ladder/``; the AF and the
-M-flow are the pipeline's, in ``runs/higgs4l/seed_S/models/``, which ``run.py`` then reuses);
-posteriors are kept per seed in ``--out/seed_S.json``, keyed by the trained weights.
-``--workers 2`` trains the (seed, estimator) pairs in dask worker processes (there these flows
-train 2-3× slower than in a plain process, so on 2 cores two shells with ``--train-only`` and
-disjoint ``--estimators`` are faster; a last call without it computes the posteriors).
+Training checkpoints every epoch and resumes (``runs/higgs4l/seed_S/ladder/<budget folder>/<device>/``,
+the budget folder ``wall-SECONDSs`` or ``converge``); posteriors are kept in
+``--out/<budget folder>/seed_S.json``, keyed by the trained weights; ``--out/ladder.json`` and
+``table.md`` hold every budget run so far (default ``--out``: ``analyses/higgs4l/flagship``).
+``--coverage N`` adds the 68 % / 95 % HPD coverage of the M-flow, the M-flow + score and the NLE
+over N observations (:mod:`analyses.higgs4l.coverage`). On 2 cores, two shells with
+``--train-only`` and disjoint ``--estimators`` train in parallel; a last call without it computes
+the posteriors.
 
-    .venv/bin/python analyses/higgs4l/ladder.py --seeds 0 1 2                 # ~3 h on one core
-    .venv/bin/python analyses/higgs4l/ladder.py --smoke --out /tmp/ladder     # ~1 min
+    .venv/bin/python -m analyses.higgs4l.ladder --budget wall=1800 converge --coverage 100
+    .venv/bin/python -m analyses.higgs4l.ladder --smoke --out /tmp/ladder     # ~1 min
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mfinfer.caching import content_key, json_key, seed_sequence, torch_seed
-from mfinfer.config import ModelConfig, RunConfig, load_config
+from analyses.higgs4l.budgets import Budget, parse_budget
+from analyses.higgs4l.estimators import ESTIMATORS, fit, likelihood, load, represent
+from mfinfer.caching import content_key, json_key, seed_sequence
+from mfinfer.config import RunConfig, load_config
 from mfinfer.evaluation.metrics import c2st, mmd2
-from mfinfer.evaluation.report import read_timings
-from mfinfer.files import atomic_write, atomic_write_json, read_json, sha256_file
-from mfinfer.inference import ModelLikelihood, SimulatorLikelihood
+from mfinfer.files import atomic_write, atomic_write_json, read_json
+from mfinfer.inference import SimulatorLikelihood
 from mfinfer.inference.mcmc import sample_posterior
-from mfinfer.interop.nle import NLELikelihood, load_nle, save_nle, train_nle
-from mfinfer.models import AmbientFlow, ManifoldFlow, load_model, save_model
-from mfinfer.parallel import dask_client
-from mfinfer.pipeline import Run, path_name
-from mfinfer.training import TrainConfig, train
+from mfinfer.pipeline import Run
 from simulators.higgs4l import Higgs4l
 
 CONFIG = "analyses/higgs4l/config.yaml"
-#: estimator -> (what is trained, representation of the events)
-ESTIMATORS: dict[str, tuple[str, str]] = {
-    "true chart (FOM)": ("chart", "chart"),
-    "AF": ("AF", "observables"),
-    "M-flow": ("M-flow", "observables"),
-    "NLE": ("NLE", "observables"),
-    "AF, 16 momenta": ("AF", "momenta"),
-    "M-flow, 16 momenta": ("M-flow", "momenta"),
-    "NLE, 16 momenta": ("NLE", "momenta"),
-}
-#: the config's models, which the pipeline trains (``run.py`` then reuses them)
-PIPELINE = ("AF", "M-flow")
 SMOKE = {"n_train": 2000, "observed": {"theta": [[0.0, 0.0], [1.0, 0.0]], "n_events": 5}}
+#: the costliest first, so that two shells started on halves of the list finish together
+ORDER = ["M-flow + score, 3 members", "M-flow + score", "M-flow", "AF + score", "AF",
+         "M-flow, 16 momenta", "AF, 16 momenta", "true chart + score", "true chart (FOM)"]
 
 
-def model_config(cfg: RunConfig, name: str) -> ModelConfig:
-    return {m.name: m for m in cfg.models}[name]
-
-
-def represent(sim: Higgs4l, x: np.ndarray, representation: str) -> np.ndarray:
-    """Events (n, 38) in a representation: the 38 observables, the 16 momentum components or
-    the 11 true chart coordinates."""
-    return {"observables": lambda: x, "momenta": lambda: x[:, :16],
-            "chart": lambda: sim.true_chart(x)}[representation]()
-
-
-def spec(cfg: RunConfig, name: str) -> dict:
-    """What estimator ``name`` trains: model kind, options and training settings (from the config;
-    the chart flow takes the M-flow's inner-flow architecture and its training without the M phase;
-    the NLE keeps sbi's defaults but trains the config's number of epochs)."""
-    trained, representation = ESTIMATORS[name]
-    if trained == "NLE":
-        # sbi's defaults, but at the config's epochs: its early stopping alone ran > 20 min (~100
-        # epochs) on the 38 observables, still improving, while every flow here trains 20 epochs
-        return {"kind": "NLE", "representation": representation,
-                "max_epochs": model_config(cfg, "AF").train["epochs"]}
-    mcfg = model_config(cfg, "M-flow" if trained == "chart" else trained)
-    options, settings = dict(mcfg.options), dict(mcfg.train)
-    if trained == "chart":
-        options = {"num_layers": options["inner_layers"], **{k: options[k] for k in
-                   ("hidden_features", "num_blocks", "num_bins")}}
-        settings = {k: v for k, v in settings.items() if k not in ("schedule", "mse_weight")}
-    return {"kind": "ManifoldFlow" if trained == "M-flow" else "AmbientFlow",
-            "representation": representation, "options": options, "train": settings}
-
-
-def fit(cfg: RunConfig, seed: int, name: str) -> dict:
-    """Train estimator ``name`` on seed ``seed``'s simulations (resuming its checkpoint), unless
-    it is trained already; returns its record (key, seconds, epochs)."""
-    torch.set_num_threads(cfg.threads)
-    run, sim, s = Run(cfg, seed, progress=False), Higgs4l(), spec(cfg, name)
-    train_path = run.dir / "data" / "train.npz"
-    directory = run.dir / "ladder" / path_name(name)
-    key = content_key("ladder-fit", s, sha256_file(train_path), seed, "v2")
-    if json_key(directory / "fit.json", "key") == key:
-        return read_json(directory / "fit.json")
-    if name in PIPELINE:  # the config's own model: trained by (and shared with) the pipeline
-        t0 = time.perf_counter()
-        run.train(only=name)
-        history = torch.load(run.model_dir(model_config(cfg, name)) / "checkpoint.pt", weights_only=True)
-        epochs = len(history["history"])
-        # the pipeline's record of its training time, also when it was trained before this call
-        seconds = read_timings(run.dir).get("train", {}).get(name, time.perf_counter() - t0)
-    else:
-        with np.load(train_path) as f:
-            theta, x = f["theta"], represent(sim, f["x"], s["representation"])
-        t0 = time.perf_counter()
-        if s["kind"] == "NLE":
-            estimator, info = train_nle(theta, x, sim.prior, seed=seed, max_epochs=s["max_epochs"])
-            save_nle(estimator, info, directory / "final")
-            epochs = info["epochs"]
-        else:
-            torch.manual_seed(torch_seed(seed_sequence(seed, 4, name)))
-            dims = (x.shape[1], 11) if s["kind"] == "ManifoldFlow" else (x.shape[1],)
-            model: Any = {"ManifoldFlow": ManifoldFlow, "AmbientFlow": AmbientFlow}[s["kind"]](
-                *dims, param_dim=2, **s["options"])
-            config = TrainConfig(**s["train"], seed=seed, device=cfg.device, progress=False)
-            epochs = len(train(model, x, theta, config, run_dir=directory / "train", resume=True))
-            save_model(model.cpu(), directory / "final")
-        seconds = time.perf_counter() - t0
-    record = {"key": key, "spec": s, "seconds": seconds, "epochs": epochs,
-              "seconds_per_epoch": seconds / max(epochs, 1)}
-    atomic_write_json(record, directory / "fit.json")
-    return record
-
-
-def load(run: Run, name: str, theta: np.ndarray, x: np.ndarray, sim: Higgs4l) -> Any:
-    """The trained estimator ``name`` (the NLE is rebuilt on its training data: θ and the events
-    x (n, 38) in its representation)."""
-    directory = run.dir / "ladder" / path_name(name) / "final"
-    if name in PIPELINE:
-        return run.load(model_config(run.config, name))
-    if ESTIMATORS[name][0] == "NLE":
-        return load_nle(directory, theta, represent(sim, x, ESTIMATORS[name][1]))[0]
-    return load_model(directory).eval()
-
-
-def posteriors(cfg: RunConfig, seed: int, fits: dict[str, dict], out: Path, num_samples: int,
-               n_test: int) -> dict:
+def posteriors(cfg: RunConfig, seed: int, budget: Budget, fits: dict[str, dict], out: Path,
+               num_samples: int, n_test: int) -> dict:
     """Posteriors of the exact likelihood and every estimator at the config's θ*, their C2ST and
     MMD² against the exact one, and the M-flows' reconstruction errors; kept in
-    ``out/seed_S.json`` and reused while the trained weights are the same."""
+    ``out/<budget>/seed_S.json`` and reused while the trained weights are the same."""
     torch.set_num_threads(cfg.threads)
-    path = out / f"seed_{seed}.json"
+    path = out / budget.folder / f"seed_{seed}.json"
     key = content_key("ladder-posteriors", {n: f["key"] for n, f in fits.items()}, num_samples, n_test,
                       cfg.observed.n_events)
     if json_key(path, "key") == key:
@@ -164,12 +74,13 @@ def posteriors(cfg: RunConfig, seed: int, fits: dict[str, dict], out: Path, num_
     run, sim = Run(cfg, seed, progress=False), Higgs4l()
     with np.load(run.dir / "data" / "train.npz") as f:
         theta_train, x_train = f["theta"], f["x"]
-    models = {n: load(run, n, theta_train, x_train, sim) for n in fits}
+    models = {n: load(run, n, budget, theta_train, x_train, sim) for n in fits}
     rng = np.random.default_rng(seed_sequence(seed, 6, "held-out"))
     held_out = sim.sample(sim.prior.sample(n_test, rng), rng)
-    record: dict = {"key": key, "seed": seed, "fits": fits, "reconstruction_error": {}, "points": []}
+    record: dict = {"key": key, "seed": seed, "budget": budget.key, "fits": fits,
+                    "reconstruction_error": {}, "points": []}
     for n, m in models.items():
-        if getattr(m, "has_manifold", False):
+        if ESTIMATORS[n][0] == "M-flow":  # an ensemble's: the members' mean
             with torch.no_grad():
                 err = m.reconstruction_error(torch.as_tensor(represent(sim, held_out, ESTIMATORS[n][1]),
                                                              dtype=torch.float32)).numpy()
@@ -179,9 +90,7 @@ def posteriors(cfg: RunConfig, seed: int, fits: dict[str, dict], out: Path, num_
         with np.load(run.dir / "data" / f"observed_{k}.npz") as f:
             theta_star, x = f["theta"], f["x"]
         likes: dict[str, Any] = {"truth": SimulatorLikelihood(sim, x)}
-        for n, m in models.items():
-            xr = represent(sim, x, ESTIMATORS[n][1])
-            likes[n] = NLELikelihood(m, xr) if ESTIMATORS[n][0] == "NLE" else ModelLikelihood(m, xr)
+        likes.update({n: likelihood(n, m, sim, x) for n, m in models.items()})
         point: dict = {"theta": np.asarray(theta_star).tolist(), "posteriors": {}}
         samples = {}
         for n, like in likes.items():
@@ -199,20 +108,25 @@ def posteriors(cfg: RunConfig, seed: int, fits: dict[str, dict], out: Path, num_
     return record
 
 
-def summarise(records: list[dict]) -> dict:
+def summarise(records: list[dict], budget: Budget, device: str) -> dict:
     """Median, min and max over seeds of every estimator's C2ST at each θ*, its training cost and
-    (M-flows) its reconstruction error."""
+    (M-flows) its reconstruction error, under one budget."""
     def stats(values: list[float]) -> dict:
         return {"median": float(np.median(values)), "min": float(min(values)), "max": float(max(values))}
 
     names = [n for n in ESTIMATORS if n in records[0]["fits"]]
-    out: dict = {"seeds": [r["seed"] for r in records], "estimators": {}}
+    out: dict = {"budget": budget.key, "description": budget.describe(), "seconds": budget.seconds,
+                 "device": device, "seeds": [r["seed"] for r in records], "estimators": {}}
     for n in names:
+        fits = [r["fits"][n] for r in records]
         entry = {"c2st": [stats([r["points"][k]["posteriors"][n]["c2st"] for r in records])
                           for k in range(len(records[0]["points"]))],
-                 "train_seconds": stats([r["fits"][n]["seconds"] for r in records]),
-                 "seconds_per_epoch": stats([r["fits"][n]["seconds_per_epoch"] for r in records]),
-                 "epochs": stats([r["fits"][n]["epochs"] for r in records])}
+                 "train_seconds": stats([f["seconds"] for f in fits]),
+                 "seconds_per_epoch": stats([f["seconds_per_epoch"] for f in fits]),
+                 "epochs": stats([f["epochs"] for f in fits]),
+                 "device": sorted({f["device"] for f in fits}),
+                 # seeds where a member stopped (wall budget) before its last phase (the M-flow's D)
+                 "unfinished_phases": sum(bool(f.get("unfinished_phases")) for f in fits)}
         if n in records[0]["reconstruction_error"]:
             entry["reconstruction_error"] = stats([r["reconstruction_error"][n]["median"] for r in records])
         out["estimators"][n] = entry
@@ -221,71 +135,100 @@ def summarise(records: list[dict]) -> dict:
 
 
 def table(summary: dict) -> str:
-    """The summary as a markdown table: median (min–max) over seeds."""
+    """One budget's summary as a markdown table: median (min–max) over seeds, under a line that
+    states the budget (in seconds) and the device."""
     def cell(s: dict, fmt: str = ".3f") -> str:
         return f"{s['median']:{fmt}} ({s['min']:{fmt}}–{s['max']:{fmt}})"
 
     thetas = " | ".join(f"C2ST θ*=({t[0]:g}, {t[1]:g})" for t in summary["theta"])
-    lines = [f"| estimator | {thetas} | reconstruction error, median [GeV] | train wall [s] | s / epoch |",
-             "|---|" + "---|" * (len(summary["theta"]) + 3)]
-    for n, e in summary["estimators"].items():
+    lines = [f"**Budget `{summary['budget']}`**: {summary['description']}; device {summary['device']} "
+             f"(sbi's NLE: cpu); seeds {summary['seeds']}.", "",
+             f"| estimator | {thetas} | reconstruction error, median [GeV] | train wall [s] | epochs, all "
+             "members | s / epoch | device |",
+             "|---|" + "---|" * (len(summary["theta"]) + 5)]
+    for n in [n for n in ESTIMATORS if n in summary["estimators"]]:  # JSON sorts the keys
+        e = summary["estimators"][n]
         recon = cell(e["reconstruction_error"], ".1f") if "reconstruction_error" in e else (
             "0 (exact)" if ESTIMATORS[n][0] == "chart" else "–")
-        cost = f"{cell(e['train_seconds'], '.0f')} | {cell(e['seconds_per_epoch'], '.1f')}"
-        lines.append(f"| {n} | " + " | ".join(cell(c) for c in e["c2st"]) + f" | {recon} | {cost} |")
+        cost = (f"{cell(e['train_seconds'], '.0f')} | {cell(e['epochs'], '.0f')} | "
+                f"{cell(e['seconds_per_epoch'], '.1f')} | {', '.join(e['device'])}")
+        mark = " †" if e.get("unfinished_phases") else ""
+        lines.append(f"| {n}{mark} | " + " | ".join(cell(c) for c in e["c2st"]) + f" | {recon} | {cost} |")
+    if any(e.get("unfinished_phases") for e in summary["estimators"].values()):
+        lines += ["", "† on some seed a member ran out of the budget before its last phase (the "
+                      "M-flow's density phase): its epochs were planned from a pilot that underestimated "
+                      "them; see `unfinished_phases` in its fit.json."]
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def config(smoke: bool, seeds: list[int], out: Path, device: str | None) -> RunConfig:
+    """The flagship config (``--smoke``: 2000 simulations, 2 θ* of 5 events, seed 0, in
+    ``out/runs``), on ``device`` if given."""
+    overrides: dict = {"seeds": seeds}
+    if smoke:
+        overrides = {**SMOKE, "seeds": [0], "output_dir": str(out / "runs")}
+    if device:
+        overrides["device"] = device
+    return load_config(CONFIG, overrides)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from analyses.higgs4l.coverage import COVERED, coverage_table, run_coverage
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budget", type=parse_budget, nargs="+", default=[parse_budget("converge")],
+                    help="wall=SECONDS (the same training time for every estimator) and/or converge")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--estimators", nargs="+", default=list(ESTIMATORS), choices=list(ESTIMATORS))
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--device", help="train the flows there (e.g. cuda; sbi's NLE stays on the cpu)")
     ap.add_argument("--num-samples", type=int, default=1000)
-    ap.add_argument("--out", default="analyses/higgs4l/ladder")
+    ap.add_argument("--coverage", type=int, default=0, metavar="N",
+                    help=f"also the HPD coverage of {', '.join(COVERED)} over N observations (seed 0)")
+    ap.add_argument("--max-epochs", type=int, help="cap the converge budget's epochs (default: none; "
+                    "--smoke: 2)")
+    ap.add_argument("--out", default="analyses/higgs4l/flagship")
     ap.add_argument("--train-only", action="store_true",
                     help="train the estimators and stop (e.g. split over shells by --estimators)")
     ap.add_argument("--smoke", action="store_true",
-                    help="a check that it runs: 2000 simulations, 2 epochs, 2 θ* of 5 events, 1 seed")
-    args = ap.parse_args()
+                    help="a check that it runs: 2000 simulations, 2 θ* of 5 events, 1 seed, converge "
+                         "capped at 2 epochs")
+    args = ap.parse_args(argv)
     out = Path(args.out)
-    overrides: dict = {"seeds": args.seeds}
-    if args.smoke:  # 2 epochs for every model
-        models = [{**m, "train": {**m["train"], "epochs": 2}}
-                  for m in load_config(CONFIG).to_dict()["models"]]
-        overrides = {**SMOKE, "models": models, "seeds": [0], "output_dir": str(out / "runs")}
-        args.num_samples = 200
-    cfg = load_config(CONFIG, overrides)
-    n_test = 200 if args.smoke else 5000
+    cap = 2 if args.smoke and args.max_epochs is None else args.max_epochs
+    budgets = [b if b.seconds is not None else replace(b, max_epochs=cap) for b in args.budget]
+    cfg = config(args.smoke, args.seeds, out, args.device)
+    num_samples, n_test = (200, 200) if args.smoke else (args.num_samples, 5000)
     for seed in cfg.seeds:
         Run(cfg, seed, progress=False).simulate()
-    # the costliest first, so that two workers finish together
-    order = ["M-flow", "AF", "M-flow, 16 momenta", "AF, 16 momenta", "true chart (FOM)"]
-    tasks = [(seed, n) for n in sorted(args.estimators, key=lambda n: order.index(n) if n in order
-                                       else len(order)) for seed in cfg.seeds]
-    if args.workers == 1:  # in this process (a dask worker trains these flows 2-3× slower)
-        fits = {t: fit(cfg, *t) for t in tasks}
+    wanted = set(args.estimators) | (set(COVERED) if args.coverage else set())
+    todo = [n for n in dict.fromkeys(ORDER + list(ESTIMATORS)) if n in wanted]
+    kept = read_json(out / "ladder.json") if (out / "ladder.json").is_file() else {}
+    summaries = {k: v for k, v in kept.items() if isinstance(v, dict) and "budget" in v}
+    for budget in budgets:
+        fits = {(seed, n): fit(cfg, seed, n, budget) for n in todo for seed in cfg.seeds}
         if args.train_only:
-            return
-        records = [posteriors(cfg, seed, {n: fits[seed, n] for n in args.estimators}, out,
-                              args.num_samples, n_test) for seed in cfg.seeds]
-    else:
-        with dask_client(args.workers, quiet=True) as client:
-            futures = {t: client.submit(fit, cfg, *t, pure=False, priority=-i)
-                       for i, t in enumerate(tasks)}
-            fits = {t: f.result() for t, f in futures.items()}
-            if args.train_only:
-                return
-            jobs = [client.submit(posteriors, cfg, seed, {n: fits[seed, n] for n in args.estimators},
-                                  out, args.num_samples, n_test, pure=False) for seed in cfg.seeds]
-            records = [j.result() for j in jobs]
-    summary = summarise(records)
-    atomic_write_json(summary, out / "ladder.json")
-    atomic_write(out / "table.md", lambda f: f.write(table(summary)), "w")
-    print(table(summary))
-    print(json.dumps({n: e["reconstruction_error"] for n, e in summary["estimators"].items()
-                      if "reconstruction_error" in e}))
+            continue
+        records = [posteriors(cfg, seed, budget, {n: fits[seed, n] for n in args.estimators}, out,
+                              num_samples, n_test) for seed in cfg.seeds]
+        summaries[budget.key] = summarise(records, budget, cfg.device)
+        if args.coverage:
+            cov = run_coverage(cfg, budget, {n: fits[cfg.seeds[0], n] for n in COVERED}, out,
+                               args.coverage, num_samples)
+            summaries[budget.key]["coverage"] = cov
+    if args.train_only:
+        return
+    atomic_write_json(summaries, out / "ladder.json")
+    text = "\n".join(table(s) + ("\n" + coverage_table(s["coverage"]) if "coverage" in s else "")
+                     for s in summaries.values())
+    atomic_write(out / "table.md", lambda f: f.write(text), "w")
+    print(text)
+    print(json.dumps({b: {n: e["reconstruction_error"] for n, e in s["estimators"].items()
+                          if "reconstruction_error" in e} for b, s in summaries.items()}))
 
 
 if __name__ == "__main__":
+    if not __package__:  # `python analyses/higgs4l/ladder.py`: rerun as the module, from the root
+        if not Path("analyses/higgs4l/ladder.py").is_file():
+            sys.exit("error: run from the repository root: python -m analyses.higgs4l.ladder")
+        os.execv(sys.executable, [sys.executable, "-m", "analyses.higgs4l.ladder", *sys.argv[1:]])
     main()
