@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from sbi.utils import BoxUniform as SbiBoxUniform
+from torch.distributions import MultivariateNormal
 
 from mfinfer import AmbientFlow, FOMFlow, LikelihoodEstimator, get_simulator, load_model, save_model
 from mfinfer.models import build_model, model_options, prior_theta_map
@@ -82,3 +83,49 @@ def test_set_theta_map_follows_the_model_dtype() -> None:
     assert model.theta_loc.dtype == torch.float64
     with pytest.raises(ValueError, match="theta_scale"):
         model.set_theta_map([1.0], [0.0])
+
+
+@pytest.mark.parametrize("prior, loc, scale", [
+    (SbiBoxUniform(torch.tensor([40.0, -30.0]), torch.tensor([60.0, -10.0])), [50.0, -20.0],
+     [10.0, 10.0]),
+    (MultivariateNormal(torch.tensor([50.0, -20.0]), torch.tensor([[100.0, 30.0], [30.0, 25.0]])),
+     [50.0, -20.0], [10.0, 5.0]),
+], ids=["sbi-BoxUniform", "torch-MultivariateNormal"])
+def test_sbi_and_torch_priors_passed_unchanged_give_the_theta_map(prior, loc, scale) -> None:
+    theta = prior.sample((100,)).double().numpy()
+    x = theta + np.random.default_rng(0).normal(size=theta.shape)
+    model = AmbientFlow(2, param_dim=2, num_layers=1, **SMALL)
+    LikelihoodEstimator(model, prior).append_simulations(theta, x).train(epochs=1, batch_size=50)
+    np.testing.assert_allclose(model.config["theta_loc"], loc, rtol=1e-6)
+    np.testing.assert_allclose(model.config["theta_scale"], scale, rtol=1e-6)
+
+
+def test_default_scaling_recovers_the_conjugate_posterior_far_from_the_unit_scale() -> None:
+    """θ ~ N(μ₀, diag s₀²) with μ₀ = (50, −20), s₀ = (10, 5), and x = θ + σ ε with σ = s₀ / 10: the
+    posterior of n events is Gaussian with precision 1/s₀² + n/σ² and mean (μ₀/s₀² + Σx/σ²) /
+    precision. An AF trained through the estimator with the default θ map (4000 simulations, 20
+    epochs) and sampled by the default method gets, per coordinate, its mean within 0.6 exact std
+    and its std within a factor 1.5 of the exact ones.
+
+    Measured on 5 data sets x 2 seeds: with the map |Δmean| ≤ 0.46 std and std ratios 0.98-1.43
+    (all pass; this seed: 0.12/0.18 and 1.08/1.06); with θ unscaled (``theta_loc=[0, 0],
+    theta_scale=[1, 1]``) 9 of 10 fail, std ratios up to 13 and |Δmean| up to 2.8 std (this seed:
+    std ratio 13.0 and 1.5).
+    """
+    loc, s0 = np.array([50.0, -20.0]), np.array([10.0, 5.0])
+    sigma, n_obs = s0 / 10, 5
+    prior = Gaussian(loc=loc, scale=s0)
+    rng = np.random.default_rng(0)
+    theta = prior.sample(4000, rng=rng)
+    x = theta + sigma * rng.standard_normal(theta.shape)
+    x_obs = np.array([56.0, -17.0]) + sigma * rng.standard_normal((n_obs, 2))
+    precision = 1 / s0**2 + n_obs / sigma**2
+    mean, std = (loc / s0**2 + x_obs.sum(0) / sigma**2) / precision, precision**-0.5
+
+    model = AmbientFlow(2, param_dim=2, num_layers=2, hidden_features=32)
+    estimator = LikelihoodEstimator(model, prior).append_simulations(theta, x)
+    samples = estimator.train(epochs=20, progress=False).build_posterior(rng=0).sample(1000, x=x_obs)
+
+    assert np.all(np.abs(samples.mean(0) - mean) < 0.6 * std), (samples.mean(0), mean, std)
+    assert np.all(np.abs(np.log(samples.std(0) / std)) < np.log(1.5)), (samples.std(0), std)
+    assert model.config["theta_loc"] == loc.tolist() and model.config["theta_scale"] == s0.tolist()
