@@ -86,3 +86,31 @@ def test_training_scores_of_the_flagship_are_the_simulators_joint_scores():
     sim = Higgs4l()
     theta, x, t = sim.simulate(50, rng=0, score=True)
     np.testing.assert_allclose(sim.score(sim.true_chart(x), theta), t, rtol=1e-6, atol=1e-8)
+
+
+def test_sbi_single_epoch_resume_calls_are_not_its_training():
+    """Why nle_budget.py runs its own epoch loop: in sbi 0.27 a loop of single-epoch
+    train(resume_training=True) calls counts each call's last epoch again as a fruitless one, so it
+    stops after 20 calls while the validation loss is still improving."""
+    import warnings
+
+    from sbi.inference import NLE
+    from sbi.utils import BoxUniform as SbiBox
+
+    theta, x = _data(1000)
+    torch.manual_seed(0)
+    inference = NLE(SbiBox(torch.tensor([-1.0]), torch.tensor([1.0])), show_progress_bars=False)
+    inference.append_simulations(torch.as_tensor(theta, dtype=torch.float32),
+                                 torch.as_tensor(x, dtype=torch.float32))
+    losses = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for call in range(40):
+            before = inference.epoch if call else 0
+            inference.train(max_num_epochs=call + 1, resume_training=call > 0)
+            if inference.epoch == before:
+                break
+            losses.append(inference._val_loss)
+    assert inference.epoch == 21  # 2 epochs in the first call, then one per call for 19 calls
+    improving = sum(v < min(losses[:i], default=np.inf) for i, v in enumerate(losses))
+    assert improving > 5  # far from 20 fruitless epochs in a row
