@@ -4,10 +4,11 @@ sbi 0.27 supports ``train(max_num_epochs=..., resume_training=True)``, but a loo
 calls is not sbi's training: each call scores its last epoch in its ``epoch > max_num_epochs``
 branch (reverting the network to the best weights when that epoch did not improve) and the next
 call's early-stopping check scores the same epoch again as a fruitless one, so single-epoch calls
-stop after 20 calls whatever the validation loss does (tests/test_ladder_budgets.py shows it). The loop here therefore runs sbi's own
-epoch: its data loaders and train/validation split (``get_dataloaders``), its network
-(``_initialize_neural_network``), Adam at its default learning rate, its ``_train_epoch`` and
-``_validate_epoch`` and its stopping rule (20 epochs without improvement, the best weights kept).
+stop after 20 calls whatever the validation loss does (tests/test_ladder_budgets.py shows it). The
+loop here therefore runs sbi's own epoch: its data loaders and train/validation split
+(``get_dataloaders``), its network (``_initialize_neural_network``), Adam at its default learning
+rate, its ``_train_epoch`` and ``_validate_epoch`` and its stopping rule (20 epochs without
+improvement, the best weights kept).
 Uncapped and without a wall budget it is ``NLE.train()`` with sbi's defaults, and capped at N epochs
 it gives the weights of ``train(max_num_epochs=N - 1)`` bit for bit (tests/test_ladder_budgets.py).
 
