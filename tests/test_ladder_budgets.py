@@ -114,3 +114,13 @@ def test_sbi_single_epoch_resume_calls_are_not_its_training():
     assert inference.epoch == 21  # 2 epochs in the first call, then one per call for 19 calls
     improving = sum(v < min(losses[:i], default=np.inf) for i, v in enumerate(losses))
     assert improving > 5  # far from 20 fruitless epochs in a row
+
+
+def test_uncapped_nle_loop_is_sbi_training_to_its_own_convergence(tmp_path):
+    theta, x = _data()
+    prior = BoxUniform((-1.0,), (1.0,))
+    ours, info = train_nle_budget(theta, x, prior, seed=1, directory=tmp_path)
+    theirs, their_info = train_nle(theta, x, prior, seed=1)
+    assert info["stopped"] == "converged" and info["epochs"] == their_info["epochs"] > 20
+    for key, value in theirs.state_dict().items():
+        assert torch.equal(value, ours.state_dict()[key]), key
