@@ -78,7 +78,7 @@ def parse_budget(text: str) -> Budget:
     except ValueError:
         seconds = math.nan
     if name != "wall" or not math.isfinite(seconds) or seconds <= 0:
-        raise argparse.ArgumentTypeError(f"--budget: expected 'wall=SECONDS' (SECONDS > 0) or "
+        raise argparse.ArgumentTypeError(f"expected 'wall=SECONDS' (SECONDS > 0) or "
                                          f"'converge', got {text!r}")
     return Budget("wall", seconds)
 

@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -183,7 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", help="train the flows there (e.g. cuda; sbi's NLE stays on the cpu)")
     ap.add_argument("--num-samples", type=int, default=1000)
     ap.add_argument("--coverage", type=int, default=0, metavar="N",
-                    help=f"also the HPD coverage of {', '.join(COVERED)} over N observations (seed 0)")
+                    help=f"also the HPD coverage of {', '.join(COVERED)} over N observations (seed 0; "
+                         "give it in every call that writes the table: its ranks are kept and reused)")
     ap.add_argument("--max-epochs", type=int, help="cap the converge budget's epochs (default: none; "
                     "--smoke: 2)")
     ap.add_argument("--out", default="analyses/higgs4l/flagship")
@@ -226,9 +225,5 @@ def main(argv: list[str] | None = None) -> None:
                           if "reconstruction_error" in e} for b, s in summaries.items()}))
 
 
-if __name__ == "__main__":
-    if not __package__:  # `python analyses/higgs4l/ladder.py`: rerun as the module, from the root
-        if not Path("analyses/higgs4l/ladder.py").is_file():
-            sys.exit("error: run from the repository root: python -m analyses.higgs4l.ladder")
-        os.execv(sys.executable, [sys.executable, "-m", "analyses.higgs4l.ladder", *sys.argv[1:]])
+if __name__ == "__main__":  # python -m analyses.higgs4l.ladder (from the repository root)
     main()
