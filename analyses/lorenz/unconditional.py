@@ -4,7 +4,6 @@ learned manifold decoded on a grid of u."""
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from analyses.lorenz.settings import (
     CLASSIC,
     UNCONDITIONAL,
     cached,
+    path_name,
     save_npz,
     stage_rng,
     stage_torch_seed,
@@ -25,6 +25,7 @@ from analyses.lorenz.settings import (
 from mfinfer.caching import content_key, json_key, npz_key
 from mfinfer.config import ModelConfig, RunConfig
 from mfinfer.files import atomic_write_json
+from mfinfer.files.ownership import claim_dir, remove_owned_dir
 
 
 def _uncond_models(cfg: RunConfig) -> dict[str, ModelConfig]:
@@ -66,12 +67,16 @@ def stage_unconditional(cfg: RunConfig, progress: bool) -> dict:
     out["floor"] = float(nn_distance(data["test"], data["reference"]).mean())
     grids: dict[str, np.ndarray] = {}
     for name, mcfg in _uncond_models(cfg).items():
-        directory = root / "models" / name
+        directory = root / "models" / path_name(name)
         mkey = content_key("uncond-model", key, mcfg.kind, mcfg.options, mcfg.train, seed)
         trained = cached(directory / "train.json", mkey)
         if trained is None or not (directory / "final" / "model.json").is_file():
             if json_key(directory / "identity.json", "key") != mkey and directory.exists():
-                shutil.rmtree(directory)  # trained with other settings: afresh (else: resume)
+                # trained with other settings: afresh (else: resume); only a folder this stage made
+                # (one from before the ownership markers counts if it holds this stage's identity.json)
+                remove_owned_dir(directory, root, legacy=lambda d: json_key(d / "identity.json", "key")
+                                 is not None)
+            claim_dir(directory, root)
             atomic_write_json({"key": mkey}, directory / "identity.json")
             torch.manual_seed(stage_torch_seed(seed, "unconditional", name))
             model = MODELS[mcfg.kind](3, **({"manifold_dim": 2} if mcfg.kind == "ManifoldFlow"
