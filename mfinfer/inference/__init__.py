@@ -13,7 +13,7 @@
   cost does not grow with the number of samples.
 - :mod:`~mfinfer.inference.smc` and :mod:`~mfinfer.inference.smc_moves`: :func:`sample_smc`,
   adaptive tempered SMC whose moves tune their number and step until its diagnostics pass.
-- :mod:`~mfinfer.inference.ensemble`: :func:`sample_emcee` (emcee, on request) and
+- :mod:`~mfinfer.inference.emcee_sampler`: :func:`sample_emcee` (emcee, on request) and
   :class:`MCMCResult`; :mod:`~mfinfer.inference.mcmc` keeps the old import names.
 - :mod:`~mfinfer.inference.posterior`: :class:`Posterior` (samples + log-prob + prior,
   summaries, corner plots); overlays are :func:`mfinfer.plotting.corner_plot`.
@@ -21,7 +21,7 @@
 - :mod:`~mfinfer.inference.estimator`: the sbi-style ``LikelihoodEstimator``.
 """
 
-from mfinfer.inference.ensemble import MCMCResult, sample_emcee
+from mfinfer.inference.emcee_sampler import MCMCResult, sample_emcee
 from mfinfer.inference.estimator import LikelihoodEstimator, LikelihoodPosterior
 from mfinfer.inference.grid import GridResult, sample_grid
 from mfinfer.inference.likelihood import (

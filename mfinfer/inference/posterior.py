@@ -17,7 +17,7 @@ import numpy as np
 
 from mfinfer._validation import as_matrix
 from mfinfer.errors import InputError
-from mfinfer.inference.ensemble import MCMCResult, sample_emcee
+from mfinfer.inference.emcee_sampler import MCMCResult, sample_emcee
 from mfinfer.inference.grid import GridResult
 from mfinfer.inference.potential import LogLike, LogPosterior
 from mfinfer.inference.sampling import method_used, resolve_spec, sample_posterior

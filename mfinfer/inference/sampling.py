@@ -3,7 +3,7 @@
 ``method="auto"`` (the default) runs the adaptive grid (:func:`~mfinfer.inference.grid.sample_grid`)
 for p ≤ 3 and keeps it when the grid's own checks pass; otherwise it runs adaptive tempered SMC
 (:func:`~mfinfer.inference.smc.sample_smc`). The reason is logged (logger ``mfinfer.inference``) and
-recorded in ``SMCResult.fallback``. emcee (:func:`~mfinfer.inference.ensemble.sample_emcee`) runs
+recorded in ``SMCResult.fallback``. emcee (:func:`~mfinfer.inference.emcee_sampler.sample_emcee`) runs
 only on request (``method="emcee"``). The table :data:`SAMPLERS` maps each method to its function.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mfinfer.inference.ensemble import MCMCResult, sample_emcee
+from mfinfer.inference.emcee_sampler import MCMCResult, sample_emcee
 from mfinfer.inference.grid import GridResult, sample_grid
 from mfinfer.inference.potential import LogLike
 from mfinfer.inference.smc import SMCResult, sample_smc
@@ -119,7 +119,7 @@ def sample_posterior(
 
     Returns:
         A :class:`~mfinfer.inference.grid.GridResult`, :class:`~mfinfer.inference.smc.SMCResult`
-        or :class:`~mfinfer.inference.ensemble.MCMCResult`, with ``samples`` of shape (n, p).
+        or :class:`~mfinfer.inference.emcee_sampler.MCMCResult`, with ``samples`` of shape (n, p).
 
     Example:
         >>> import numpy as np

@@ -114,7 +114,7 @@ class SMCOptions:
 
 @dataclass(frozen=True)
 class EmceeOptions:
-    """Options of emcee's ensemble sampler (:func:`mfinfer.inference.ensemble.sample_emcee`).
+    """Options of emcee's ensemble sampler (:func:`mfinfer.inference.emcee_sampler.sample_emcee`).
 
     Attributes:
         num_walkers: Ensemble size, even and at least 2 p.

@@ -23,7 +23,7 @@ from numpy.lib.npyio import NpzFile
 
 from mfinfer.errors import CorruptFileError
 from mfinfer.files import atomic_write_pair, open_pair
-from mfinfer.inference.ensemble import MCMCResult
+from mfinfer.inference.emcee_sampler import MCMCResult
 from mfinfer.inference.grid import GridResult
 from mfinfer.inference.potential import LogLike
 from mfinfer.inference.smc import SMCResult
