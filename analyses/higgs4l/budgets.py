@@ -32,6 +32,8 @@ CONVERGE_EPOCHS = 200
 #: rows of the pilot that times a flow's epoch under ``wall=SECONDS``
 PILOT_ROWS = 20_000
 PILOT_EPOCHS = 2
+#: rows of the untimed warm-up before the pilot
+WARM_UP_ROWS = 2_000
 
 
 @dataclass(frozen=True)

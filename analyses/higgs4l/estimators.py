@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from analyses.higgs4l.budgets import PILOT_EPOCHS, PILOT_ROWS, Budget, Clock, planned_epochs
+from analyses.higgs4l.budgets import PILOT_EPOCHS, PILOT_ROWS, WARM_UP_ROWS, Budget, Clock, planned_epochs
 from analyses.higgs4l.nle_budget import train_nle_budget
 from mfinfer.caching import content_key, json_key, seed_sequence, torch_seed
 from mfinfer.config import ModelConfig, RunConfig
@@ -93,10 +93,14 @@ def _build(s: dict, data_dim: int) -> Any:
 def _pilot(s: dict, x: np.ndarray, theta: np.ndarray, t: np.ndarray | None, cfg: RunConfig,
            seed: int) -> float:
     """Seconds per epoch of a flow on the full sample, timed on ``PILOT_EPOCHS`` epochs of its
-    first ``PILOT_ROWS`` rows (scaled by the row count)."""
+    first ``PILOT_ROWS`` rows (scaled by the row count), after an untimed warm-up on ``WARM_UP_ROWS``
+    rows (a process's first training pays one-off costs: the seed-0 pilots of the first flagship run
+    came out 1.3–1.5× slow without it)."""
     n = min(len(x), PILOT_ROWS)
-    model = _build(s, x.shape[1])
     config = TrainConfig(**s["train"], epochs=PILOT_EPOCHS, seed=seed, device=cfg.device, progress=False)
+    w = min(len(x), WARM_UP_ROWS)
+    train(_build(s, x.shape[1]), x[:w], theta[:w], config, score=None if t is None else t[:w])
+    model = _build(s, x.shape[1])
     t0 = time.perf_counter()
     train(model, x[:n], theta[:n], config, score=None if t is None else t[:n])
     return (time.perf_counter() - t0) / PILOT_EPOCHS * len(x) / n
