@@ -159,6 +159,11 @@ def table(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def in_budget_order(summaries: dict[str, dict]) -> list[dict]:
+    """The budgets' summaries (``ladder.json``), shortest wall budget first, ``converge`` last."""
+    return sorted(summaries.values(), key=lambda s: (s["seconds"] is None, s["seconds"] or 0.0))
+
+
 def config(smoke: bool, seeds: list[int], out: Path, device: str | None) -> RunConfig:
     """The flagship config (``--smoke``: 2000 simulations, 2 θ* of 5 events, seed 0, in
     ``out/runs``), on ``device`` if given."""
@@ -218,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     atomic_write_json(summaries, out / "ladder.json")
     text = "\n".join(table(s) + ("\n" + coverage_table(s["coverage"]) if "coverage" in s else "")
-                     for s in summaries.values())
+                     for s in in_budget_order(summaries))
     atomic_write(out / "table.md", lambda f: f.write(text), "w")
     print(text)
     print(json.dumps({b: {n: e["reconstruction_error"] for n, e in s["estimators"].items()

@@ -150,23 +150,34 @@ def target_check(results: dict[int, dict]) -> tuple[bool, list[str]]:
 
 def stage_times(run_dir: str | Path) -> dict[str, float]:
     """Seconds per stage item of one seed, from the ``timings.json`` the pipeline writes:
-    ``simulate``, ``train <model>``, ``infer <posterior>`` (MCMC, summed over the true points) and
+    ``simulate``, ``train <model>``, ``infer <posterior>`` (sampling, summed over the true points) and
     ``evaluate`` (see :func:`mfinfer.evaluation.report.stage_seconds`)."""
     return report.stage_seconds(report.read_timings(run_dir))
 
 
 def _convergence(run_root: Path, seeds: list[int]) -> list[str]:
-    """One line per chain that stopped at ``max_steps`` before 50 autocorrelation times."""
+    """One line per posterior whose sampler did not converge (``metadata["sampler"]``; emcee: a
+    chain stopped at ``max_steps`` before 50 autocorrelation times)."""
     out = []
     for s in seeds:
         for path in sorted((run_root / f"seed_{s}" / "posteriors").glob("point_*/*.json")):
-            mc = json.loads(path.read_text()).get("mcmc") or {}
+            record = json.loads(path.read_text())
+            mc = record.get("mcmc") or {}
+            sampler = record.get("metadata", {}).get("sampler", {})
             if mc and not mc.get("converged", True):
                 tau = max(mc.get("tau", [float("nan")]))
                 out.append(f"- seed {s}, {path.parent.name}, {path.stem}: stopped at max_steps "
                            f"({mc.get('n_steps')} steps = {mc.get('n_steps', 0) / tau:.0f} τ, τ = "
                            f"{tau:.0f}; 50 τ wanted): its samples may misweight the modes.")
-    return out or ["- every chain ran at least 50 autocorrelation times."]
+            elif not sampler.get("converged", True):
+                out.append(f"- seed {s}, {path.parent.name}, {path.stem}: the {sampler.get('method')} "
+                           "sampler did not converge (see its record).")
+    return out or ["- every posterior's sampler converged (emcee: ≥ 50 autocorrelation times)."]
+
+
+def _sampler(cfg: dict) -> str:
+    """The posterior method of a run's saved config (a ``mcmc:`` section meant emcee)."""
+    return str(cfg.get("posterior", {}).get("method", "emcee" if "mcmc" in cfg else "auto"))
 
 
 def results_table(run_root: str | Path, command: str | None = None, wall: dict | None = None,
@@ -190,8 +201,9 @@ def results_table(run_root: str | Path, command: str | None = None, wall: dict |
         "",
         (f"{len(seeds)} seed(s) {seeds}; {n_events} observed events per true point; "
          f"{cfg.get('n_train', '?')} training simulations at θ ~ prior (the same for every model); "
-         "posteriors by MCMC, compared with the exact posterior (MCMC on the simulator's exact "
-         "likelihood). With several seeds each cell is the median (min–max) over seeds."),
+         f"posteriors by the `{_sampler(cfg)}` sampler, compared with the exact posterior (the same "
+         "sampler on the simulator's exact likelihood). With several seeds each cell is the median "
+         "(min–max) over seeds."),
         "",
         ("C2ST: accuracy of a classifier telling model-posterior from true-posterior samples "
          "(0.5 = indistinguishable). MMD²: kernel distance to the true-posterior samples "
@@ -241,7 +253,7 @@ def results_table(run_root: str | Path, command: str | None = None, wall: dict |
                f"exact mean) on at least {TARGET_POINTS} of {len(first['points'])} points: "
                f"**{'met' if met else 'not met'}**."),
               "", *check, ""]
-    lines += ["## MCMC convergence", "", *_convergence(run_root, seeds), ""]
+    lines += ["## Sampler convergence", "", *_convergence(run_root, seeds), ""]
     lines += ["## Budget and reproduction", ""]
     if cfg:
         for m in cfg.get("models", []):
