@@ -17,7 +17,8 @@ def _results(points):
     return {0: {"points": [_point(*p) for p in points]}}
 
 
-# the committed results.md (seed 0): C2ST, mean and std of the AF, the M-flow and the exact posterior
+# results.md (seed 0) as committed before its 2026-12-07 regeneration: C2ST, mean and std of the AF,
+# the M-flow and the exact posterior
 COMMITTED = [
     ((0, 0), (0.9433, (0.52, 0.54), (0.21, 0.36)), (0.9137, (-0.00, 1.41), (0.72, 0.98)),
      ((-0.19, -0.03), (0.25, 0.44))),

@@ -20,7 +20,7 @@ the budget folder ``wall-SECONDSs`` or ``converge``); posteriors are kept in
 ``--out/<budget folder>/seed_S.json``, keyed by the trained weights; ``--out/ladder.json`` and
 ``table.md`` hold every budget run so far (default ``--out``: ``analyses/higgs4l/flagship``).
 ``--coverage N`` adds the 68 % / 95 % HPD coverage of the M-flow, the M-flow + score and the NLE
-over N observations (:mod:`analyses.higgs4l.coverage`). On 2 cores, two shells with
+(``--covered``: others) over N observations (:mod:`analyses.higgs4l.coverage`). On 2 cores, two shells with
 ``--train-only`` and disjoint ``--estimators`` train in parallel; a last call without it computes
 the posteriors.
 
@@ -186,8 +186,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", help="train the flows there (e.g. cuda; sbi's NLE stays on the cpu)")
     ap.add_argument("--num-samples", type=int, default=1000)
     ap.add_argument("--coverage", type=int, default=0, metavar="N",
-                    help=f"also the HPD coverage of {', '.join(COVERED)} over N observations (seed 0; "
-                         "give it in every call that writes the table: its ranks are kept and reused)")
+                    help=f"also the HPD coverage of --covered ({', '.join(COVERED)}) over N observations "
+                         "(seed 0; give it in every call that writes the table: its ranks are kept and "
+                         "reused)")
+    ap.add_argument("--covered", nargs="+", default=list(COVERED), choices=list(ESTIMATORS),
+                    help="the estimators --coverage covers (default: %(default)s)")
     ap.add_argument("--max-epochs", type=int, help="cap the converge budget's epochs (default: none; "
                     "--smoke: 2)")
     ap.add_argument("--out", default="analyses/higgs4l/flagship")
@@ -204,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     num_samples, n_test = (200, 200) if args.smoke else (args.num_samples, 5000)
     for seed in cfg.seeds:
         Run(cfg, seed, progress=False).simulate()
-    wanted = set(args.estimators) | (set(COVERED) if args.coverage else set())
+    wanted = set(args.estimators) | (set(args.covered) if args.coverage else set())
     todo = [n for n in dict.fromkeys(ORDER + list(ESTIMATORS)) if n in wanted]
     kept = read_json(out / "ladder.json") if (out / "ladder.json").is_file() else {}
     summaries = {k: v for k, v in kept.items() if isinstance(v, dict) and "budget" in v}
@@ -216,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
                               num_samples, n_test) for seed in cfg.seeds]
         summaries[budget.key] = summarise(records, budget, cfg.device)
         if args.coverage:
-            cov = run_coverage(cfg, budget, {n: fits[cfg.seeds[0], n] for n in COVERED}, out,
+            cov = run_coverage(cfg, budget, {n: fits[cfg.seeds[0], n] for n in args.covered}, out,
                                args.coverage, num_samples)
             summaries[budget.key]["coverage"] = cov
     if args.train_only:
