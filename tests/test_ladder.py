@@ -13,9 +13,10 @@ ESTIMATORS = ["true chart + score", "AF + score", "M-flow + score", "M-flow + sc
 WALL = 2.0
 
 
-def _run(out: Path, *budgets: str, coverage: int = 0, estimators: list[str] = ESTIMATORS) -> str:
+def _run(out: Path, *budgets: str, coverage: int = 0, estimators: list[str] = ESTIMATORS,
+         extra: tuple[str, ...] = ()) -> str:
     cmd = [sys.executable, "-m", "analyses.higgs4l.ladder", "--smoke", "--out", str(out), "--budget",
-           *budgets, "--estimators", *estimators, "--coverage", str(coverage)]
+           *budgets, "--estimators", *estimators, "--coverage", str(coverage), *extra]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
@@ -68,3 +69,17 @@ def test_ladder_smoke(tmp_path):
         for name in some:
             assert p["posteriors"][name]["c2st"] == q["posteriors"][name]["c2st"]
             assert p["posteriors"][name]["mean"] == q["posteriors"][name]["mean"]
+
+    # --trained-only trains nothing: the chart flow (never trained here) is listed as still training,
+    # and the NLE's coverage ranks are reused while the truth's and the NLE's stay in coverage.json
+    ranks = json.loads((tmp_path / "converge" / "coverage.json").read_text())["estimators"]
+    stdout = _run(tmp_path, "converge", coverage=2, estimators=["NLE", "true chart (FOM)"],
+                  extra=("--trained-only", "--covered", "NLE", "true chart (FOM)"))
+    assert not (ladder / "converge" / "cpu" / "true chart (FOM)").exists()
+    summary = json.loads((tmp_path / "ladder.json").read_text())["converge"]
+    assert list(summary["estimators"]) == ["NLE"] and summary["pending"] == {"true chart (FOM)": [0]}
+    assert "Still training under this budget" in stdout and "true chart (FOM) (seeds 0)" in stdout
+    assert sorted(summary["coverage"]["coverage"]) == ["NLE", "truth"]
+    assert summary["coverage"]["coverage"]["NLE"] == summaries["converge"]["coverage"]["coverage"]["NLE"]
+    again = json.loads((tmp_path / "converge" / "coverage.json").read_text())["estimators"]
+    assert again == ranks  # nothing recomputed, the M-flows' ranks kept

@@ -6,8 +6,9 @@ generator, so a larger N keeps the first ones), the posterior of each estimator 
 sampled by the grid sampler; the HPD rank of θ_j is the number of samples with a lower log
 posterior (:mod:`mfinfer.calibration.ranks`), and the coverage at level c is the fraction of
 observations whose θ_j lies in the HPD region of credibility c. The ranks are kept in
-``--out/<budget folder>/coverage.json`` after every observation, keyed by the trained weights, so an
-interrupted run resumes.
+``--out/<budget folder>/coverage.json`` after every observation, each estimator's keyed by its
+trained weights, so an interrupted run resumes and a newly trained estimator adds its ranks to the
+others' (``{"num_samples", "n_events", "estimators": {name: {"key", "ranks": {j: rank}}}}``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 
 from analyses.higgs4l.budgets import Budget
 from analyses.higgs4l.estimators import likelihood, load
-from mfinfer.caching import content_key, json_key, seed_sequence
+from mfinfer.caching import content_key, seed_sequence
 from mfinfer.calibration.ranks import binomial_band, coverage
 from mfinfer.config import RunConfig
 from mfinfer.files import atomic_write_json, read_json
@@ -49,32 +50,55 @@ def run_coverage(cfg: RunConfig, budget: Budget, fits: dict[str, dict], out: Pat
     seed, sim = cfg.seeds[0], Higgs4l()
     run = Run(cfg, seed, progress=False)
     path = out / budget.folder / "coverage.json"
-    key = content_key("ladder-coverage", {n: f["key"] for n, f in fits.items()}, num_samples,
-                      cfg.observed.n_events)
-    ranks: dict[str, dict[str, int]] = read_json(path)["ranks"] if json_key(path, "key") == key else {}
+    # the truth's ranks depend on the observations only: their seed
+    keys = {"truth": content_key("ladder-coverage-exact", seed), **{n: f["key"] for n, f in fits.items()}}
+    stored = stored_ranks(path, keys, num_samples, cfg.observed.n_events)
+    ranks = {n: dict(stored[n]["ranks"]) if stored.get(n, {}).get("key") == k else {}
+             for n, k in keys.items()}
     with np.load(run.dir / "data" / "train.npz") as f:
         theta_train, x_train = f["theta"], f["x"]
     models = {n: load(run, n, budget, theta_train, x_train, sim) for n in fits}
     for j in range(n_obs):
-        if str(j) in ranks:
+        todo = [n for n in keys if str(j) not in ranks[n]]
+        if not todo:
             continue
         rng = np.random.default_rng(seed_sequence(seed, 7, "coverage", j))
         theta = sim.prior.sample(1, rng)[0]
         x = sim.sample(np.repeat(theta[None, :], cfg.observed.n_events, axis=0), rng)
-        likes: dict[str, Any] = {"truth": SimulatorLikelihood(sim, x)}
-        likes.update({n: likelihood(n, m, sim, x) for n, m in models.items()})
-        ranks[str(j)] = {}
-        for n, like in likes.items():
+        for n in todo:
+            like = SimulatorLikelihood(sim, x) if n == "truth" else likelihood(n, models[n], sim, x)
             samples = np.asarray(sample_posterior(like, sim.prior, num_samples, method="grid",
                                                   rng=j, progress=False).samples)
-            ranks[str(j)][n] = hpd_rank(like, sim.prior, samples, theta)
-        atomic_write_json({"key": key, "num_samples": num_samples, "ranks": ranks}, path)
-    used = [ranks[str(j)] for j in range(n_obs)]
+            ranks[n][str(j)] = hpd_rank(like, sim.prior, samples, theta)
+        stored.update({n: {"key": keys[n], "ranks": ranks[n]} for n in keys})
+        atomic_write_json({"num_samples": num_samples, "n_events": cfg.observed.n_events,
+                           "estimators": stored}, path)
     low, high = binomial_band(n_obs, LEVELS)
     return {"n_observations": n_obs, "n_events": cfg.observed.n_events, "levels": list(LEVELS),
             "band_95": [low.tolist(), high.tolist()], "seed": seed,
-            "coverage": {n: coverage(np.array([r[n] for r in used]), num_samples, LEVELS).tolist()
-                         for n in ["truth", *fits]}}
+            "coverage": {n: coverage(np.array([ranks[n][str(j)] for j in range(n_obs)]), num_samples,
+                                     LEVELS).tolist() for n in keys}}
+
+
+def stored_ranks(path: Path, keys: dict[str, str], num_samples: int, n_events: int) -> dict[str, dict]:
+    """The ``{name: {"key", "ranks": {j: rank}}}`` kept in ``path`` when drawn with the same numbers of
+    samples and events (else empty), whatever the estimators; the earlier format (one key for the
+    estimators together, ranks by observation) is read as each estimator's ranks under ``keys`` when
+    its key was theirs."""
+    if not path.is_file():
+        return {}
+    kept = read_json(path)
+    if "estimators" not in kept:  # {"key", "num_samples", "ranks": {j: {name: rank}}}
+        names = [n for n in next(iter(kept["ranks"].values()), {}) if n != "truth"]
+        if kept["key"] != content_key("ladder-coverage", {n: keys.get(n) for n in names}, num_samples,
+                                      n_events):
+            return {}
+        kept = {"num_samples": kept["num_samples"], "n_events": n_events,
+                "estimators": {n: {"key": keys[n], "ranks": {j: r[n] for j, r in kept["ranks"].items()}}
+                               for n in ["truth", *names]}}
+    if (kept["num_samples"], kept["n_events"]) != (num_samples, n_events):
+        return {}
+    return dict(kept["estimators"])
 
 
 def coverage_table(cov: dict) -> str:

@@ -106,17 +106,34 @@ def _pilot(s: dict, x: np.ndarray, theta: np.ndarray, t: np.ndarray | None, cfg:
     return (time.perf_counter() - t0) / PILOT_EPOCHS * len(x) / n
 
 
+def _key(run: Run, name: str, budget: Budget) -> str:
+    """The key of estimator ``name``'s training under ``budget``: what it trains, on which
+    simulations, seed and device."""
+    s = spec(run.config, name, budget)
+    device = "cpu" if s["kind"] == "NLE" else run.config.device  # sbi's NLE trains on the cpu
+    return content_key("ladder-fit", s, sha256_file(run.dir / "data" / "train.npz"), run.seed, device,
+                       "v3")
+
+
+def trained(cfg: RunConfig, seed: int, name: str, budget: Budget) -> dict | None:
+    """The record of estimator ``name`` trained on seed ``seed``'s simulations under ``budget``, or
+    None while it is not (its training unfinished, or never started)."""
+    run = Run(cfg, seed, progress=False)
+    path = folder(run, name, budget) / "fit.json"
+    return read_json(path) if json_key(path, "key") == _key(run, name, budget) else None
+
+
 def fit(cfg: RunConfig, seed: int, name: str, budget: Budget) -> dict:
     """Train estimator ``name`` on seed ``seed``'s simulations under ``budget`` (resuming its
     checkpoints), unless it is trained already; returns its record (key, seconds, epochs)."""
+    done = trained(cfg, seed, name, budget)
+    if done is not None:
+        return done
     torch.set_num_threads(cfg.threads)
     run, sim, s = Run(cfg, seed, progress=False), Higgs4l(), spec(cfg, name, budget)
     train_path = run.dir / "data" / "train.npz"
     device = "cpu" if s["kind"] == "NLE" else cfg.device  # sbi's NLE trains on the cpu
-    directory = folder(run, name, budget)
-    key = content_key("ladder-fit", s, sha256_file(train_path), seed, device, "v3")
-    if json_key(directory / "fit.json", "key") == key:
-        return read_json(directory / "fit.json")
+    directory, key = folder(run, name, budget), _key(run, name, budget)
     with np.load(train_path) as f:
         theta, x_raw = f["theta"], f["x"]
     x = represent(sim, x_raw, s["representation"])

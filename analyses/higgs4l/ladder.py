@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from analyses.higgs4l.budgets import Budget, parse_budget
-from analyses.higgs4l.estimators import ESTIMATORS, fit, likelihood, load, represent
+from analyses.higgs4l.estimators import ESTIMATORS, fit, likelihood, load, represent, trained
 from mfinfer.caching import content_key, json_key, seed_sequence
 from mfinfer.config import RunConfig, load_config
 from mfinfer.evaluation.metrics import c2st, mmd2
@@ -106,18 +106,23 @@ def posteriors(cfg: RunConfig, seed: int, budget: Budget, fits: dict[str, dict],
     return record
 
 
-def summarise(records: list[dict], budget: Budget, device: str) -> dict:
-    """Median, min and max over seeds of every estimator's C2ST at each θ*, its training cost and
-    (M-flows) its reconstruction error, under one budget."""
+def summarise(records: list[dict], budget: Budget, device: str,
+              pending: dict[str, list[int]] | None = None) -> dict:
+    """Median, min and max over the seeds it was trained on of every estimator's C2ST at each θ*,
+    its training cost and (M-flows) its reconstruction error, under one budget; ``pending``: the
+    seeds of each estimator still training (``--trained-only``)."""
     def stats(values: list[float]) -> dict:
         return {"median": float(np.median(values)), "min": float(min(values)), "max": float(max(values))}
 
-    names = [n for n in ESTIMATORS if n in records[0]["fits"]]
+    names = [n for n in ESTIMATORS if any(n in r["fits"] for r in records)]
     out: dict = {"budget": budget.key, "description": budget.describe(), "seconds": budget.seconds,
-                 "device": device, "seeds": [r["seed"] for r in records], "estimators": {}}
+                 "device": device, "seeds": [r["seed"] for r in records], "estimators": {},
+                 "pending": pending or {}}
     for n in names:
-        fits = [r["fits"][n] for r in records]
-        entry = {"c2st": [stats([r["points"][k]["posteriors"][n]["c2st"] for r in records])
+        mine = [r for r in records if n in r["fits"]]
+        fits = [r["fits"][n] for r in mine]
+        entry = {"seeds": [r["seed"] for r in mine],
+                 "c2st": [stats([r["points"][k]["posteriors"][n]["c2st"] for r in mine])
                           for k in range(len(records[0]["points"]))],
                  "train_seconds": stats([f["seconds"] for f in fits]),
                  "seconds_per_epoch": stats([f["seconds_per_epoch"] for f in fits]),
@@ -125,25 +130,26 @@ def summarise(records: list[dict], budget: Budget, device: str) -> dict:
                  "device": sorted({f["device"] for f in fits}),
                  # seeds where a member stopped (wall budget) before its last phase (the M-flow's D)
                  "unfinished_phases": sum(bool(f.get("unfinished_phases")) for f in fits)}
-        if n in records[0]["reconstruction_error"]:
-            entry["reconstruction_error"] = stats([r["reconstruction_error"][n]["median"] for r in records])
+        if n in mine[0]["reconstruction_error"]:
+            entry["reconstruction_error"] = stats([r["reconstruction_error"][n]["median"] for r in mine])
         out["estimators"][n] = entry
     out["theta"] = [p["theta"] for p in records[0]["points"]]
     return out
 
 
 def table(summary: dict) -> str:
-    """One budget's summary as a markdown table: median (min–max) over seeds, under a line that
-    states the budget (in seconds) and the device."""
+    """One budget's summary as a markdown table: median (min–max) over the seeds each estimator was
+    trained on, under a line that states the budget (in seconds) and the device, above a line that
+    names the estimators still training (``--trained-only``)."""
     def cell(s: dict, fmt: str = ".3f") -> str:
         return f"{s['median']:{fmt}} ({s['min']:{fmt}}–{s['max']:{fmt}})"
 
     thetas = " | ".join(f"C2ST θ*=({t[0]:g}, {t[1]:g})" for t in summary["theta"])
     lines = [f"**Budget `{summary['budget']}`**: {summary['description']}; device {summary['device']} "
              f"(sbi's NLE: cpu); seeds {summary['seeds']}.", "",
-             f"| estimator | {thetas} | reconstruction error, median [GeV] | train wall [s] | epochs, all "
-             "members | s / epoch | device |",
-             "|---|" + "---|" * (len(summary["theta"]) + 5)]
+             f"| estimator | seeds | {thetas} | reconstruction error, median [GeV] | train wall [s] | "
+             "epochs, all members | s / epoch | device |",
+             "|---|" + "---|" * (len(summary["theta"]) + 6)]
     for n in [n for n in ESTIMATORS if n in summary["estimators"]]:  # JSON sorts the keys
         e = summary["estimators"][n]
         recon = cell(e["reconstruction_error"], ".1f") if "reconstruction_error" in e else (
@@ -151,11 +157,18 @@ def table(summary: dict) -> str:
         cost = (f"{cell(e['train_seconds'], '.0f')} | {cell(e['epochs'], '.0f')} | "
                 f"{cell(e['seconds_per_epoch'], '.1f')} | {', '.join(e['device'])}")
         mark = " †" if e.get("unfinished_phases") else ""
-        lines.append(f"| {n}{mark} | " + " | ".join(cell(c) for c in e["c2st"]) + f" | {recon} | {cost} |")
+        seeds = ", ".join(str(k) for k in e.get("seeds", summary["seeds"]))
+        c2st = " | ".join(cell(c) for c in e["c2st"])
+        lines.append(f"| {n}{mark} | {seeds} | {c2st} | {recon} | {cost} |")
     if any(e.get("unfinished_phases") for e in summary["estimators"].values()):
         lines += ["", "† on some seed a member ran out of the budget before its last phase (the "
                       "M-flow's density phase): its epochs were planned from a pilot that underestimated "
                       "them; see `unfinished_phases` in its fit.json."]
+    if summary.get("pending"):
+        still = "; ".join(f"{n} (seeds {', '.join(str(k) for k in seeds)})"
+                          for n, seeds in summary["pending"].items())
+        lines += ["", f"Still training under this budget (the command without `--trained-only` "
+                      f"resumes them): {still}."]
     return "\n".join(lines) + "\n"
 
 
@@ -196,6 +209,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="analyses/higgs4l/flagship")
     ap.add_argument("--train-only", action="store_true",
                     help="train the estimators and stop (e.g. split over shells by --estimators)")
+    ap.add_argument("--trained-only", action="store_true",
+                    help="train nothing: report the estimators trained so far (e.g. while --train-only "
+                         "shells still run) and list the others as still training")
     ap.add_argument("--smoke", action="store_true",
                     help="a check that it runs: 2000 simulations, 2 θ* of 5 events, 1 seed, converge "
                          "capped at 2 epochs")
@@ -211,16 +227,29 @@ def main(argv: list[str] | None = None) -> None:
     todo = [n for n in dict.fromkeys(ORDER + list(ESTIMATORS)) if n in wanted]
     kept = read_json(out / "ladder.json") if (out / "ladder.json").is_file() else {}
     summaries = {k: v for k, v in kept.items() if isinstance(v, dict) and "budget" in v}
+    if args.train_only and args.trained_only:
+        ap.error("--train-only trains and --trained-only reports: give one of them")
     for budget in budgets:
-        fits = {(seed, n): fit(cfg, seed, n, budget) for n in todo for seed in cfg.seeds}
+        if args.trained_only:
+            fits = {(seed, n): r for n in todo for seed in cfg.seeds
+                    if (r := trained(cfg, seed, n, budget)) is not None}
+        else:
+            fits = {(seed, n): fit(cfg, seed, n, budget) for n in todo for seed in cfg.seeds}
         if args.train_only:
             continue
-        records = [posteriors(cfg, seed, budget, {n: fits[seed, n] for n in args.estimators}, out,
-                              num_samples, n_test) for seed in cfg.seeds]
-        summaries[budget.key] = summarise(records, budget, cfg.device)
-        if args.coverage:
-            cov = run_coverage(cfg, budget, {n: fits[cfg.seeds[0], n] for n in args.covered}, out,
-                               args.coverage, num_samples)
+        chosen = {seed: {n: fits[seed, n] for n in args.estimators if (seed, n) in fits}
+                  for seed in cfg.seeds}
+        pending = {n: [seed for seed in cfg.seeds if (seed, n) not in fits] for n in args.estimators}
+        records = [posteriors(cfg, seed, budget, f, out, num_samples, n_test)
+                   for seed, f in chosen.items() if f]
+        if not records:
+            print(f"budget {budget.key}: no estimator is trained yet")
+            continue
+        summaries[budget.key] = summarise(records, budget, cfg.device,
+                                          {n: seeds for n, seeds in pending.items() if seeds})
+        covered = {n: fits[cfg.seeds[0], n] for n in args.covered if (cfg.seeds[0], n) in fits}
+        if args.coverage and covered:
+            cov = run_coverage(cfg, budget, covered, out, args.coverage, num_samples)
             summaries[budget.key]["coverage"] = cov
     if args.train_only:
         return
