@@ -1,11 +1,16 @@
 """The H→4ℓ report: the sampler section flags every posterior whose sampler did not converge, whatever
 the sampler (the config moved from emcee to the grid); the flagship tables come in budget order, take
 each estimator over the seeds it was trained on and list the pending ones; coverage ranks are kept per
-estimator."""
+estimator; head-to-head counts take the (seed, θ*) pairs both estimators have."""
 
+import argparse
 import json
 
+import pytest
+
 from analyses.higgs4l.budgets import parse_budget
+from analyses.higgs4l.compare import head_to_head, parse_spec
+from analyses.higgs4l.compare import main as compare_main
 from analyses.higgs4l.coverage import stored_ranks
 from analyses.higgs4l.ladder import in_budget_order, summarise, table
 from analyses.higgs4l.run import _convergence
@@ -71,3 +76,23 @@ def test_coverage_ranks_are_kept_per_estimator_and_read_from_the_earlier_format(
     assert stored_ranks(path, keys, 200, 50) == {}  # other sample counts
     path.write_text(json.dumps({"num_samples": 100, "n_events": 50, "estimators": stored}))
     assert stored_ranks(path, {"truth": "t", "NLE": "k1"}, 100, 50) == stored  # the others kept
+
+
+def test_head_to_head_counts_only_the_pairs_both_have(tmp_path, capsys):
+    def write(folder, seed, c2st):  # c2st: {name: [per θ*]}
+        (tmp_path / folder).mkdir(exist_ok=True)
+        points = [{"posteriors": {n: {"c2st": v[k]} for n, v in c2st.items()}} for k in range(2)]
+        (tmp_path / folder / f"seed_{seed}.json").write_text(json.dumps({"seed": seed, "points": points}))
+
+    write("wall-300s", 0, {"M-flow": [0.6, 0.9], "NLE": [0.7, 0.8]})
+    write("wall-300s", 1, {"M-flow": [0.6, 0.6], "NLE": [0.9, 0.9]})
+    write("converge", 0, {"NLE": [0.65, 0.95]})  # seed 1 still training
+    assert head_to_head(tmp_path, parse_spec("M-flow@wall=300"), parse_spec("NLE@wall=300")) == (3, 4)
+    assert head_to_head(tmp_path, parse_spec("M-flow@wall=300"), parse_spec("NLE@converge")) == (2, 2)
+    compare_main(["M-flow@wall=300", "NLE@converge", "--out", str(tmp_path)])
+    assert "M-flow (wall=300) closer than NLE (converge): 2 of 2 (seed, θ*) pairs" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # no such budget run: a usage error naming the folder
+        compare_main(["M-flow@wall=30", "NLE@converge", "--out", str(tmp_path)])
+    assert "wall-30s: no posteriors under budget wall=30" in capsys.readouterr().err
+    with pytest.raises(argparse.ArgumentTypeError, match="NAME one of"):
+        parse_spec("Mflow@converge")
