@@ -119,21 +119,26 @@ def trained(cfg: RunConfig, seed: int, name: str, budget: Budget) -> dict | None
     """The record of estimator ``name`` trained on seed ``seed``'s simulations under ``budget``, or
     None while it is not (its training unfinished, or never started)."""
     run = Run(cfg, seed, progress=False)
-    path = folder(run, name, budget) / "fit.json"
-    return read_json(path) if json_key(path, "key") == _key(run, name, budget) else None
+    return _finished(folder(run, name, budget), _key(run, name, budget))
+
+
+def _finished(directory: Path, key: str) -> dict | None:
+    """The ``fit.json`` record in ``directory`` if it was written for ``key``, else None."""
+    path = directory / "fit.json"
+    return read_json(path) if json_key(path, "key") == key else None
 
 
 def fit(cfg: RunConfig, seed: int, name: str, budget: Budget) -> dict:
     """Train estimator ``name`` on seed ``seed``'s simulations under ``budget`` (resuming its
     checkpoints), unless it is trained already; returns its record (key, seconds, epochs)."""
-    done = trained(cfg, seed, name, budget)
+    run, sim, s = Run(cfg, seed, progress=False), Higgs4l(), spec(cfg, name, budget)
+    directory, key = folder(run, name, budget), _key(run, name, budget)
+    done = _finished(directory, key)
     if done is not None:
         return done
     torch.set_num_threads(cfg.threads)
-    run, sim, s = Run(cfg, seed, progress=False), Higgs4l(), spec(cfg, name, budget)
     train_path = run.dir / "data" / "train.npz"
     device = "cpu" if s["kind"] == "NLE" else cfg.device  # sbi's NLE trains on the cpu
-    directory, key = folder(run, name, budget), _key(run, name, budget)
     with np.load(train_path) as f:
         theta, x_raw = f["theta"], f["x"]
     x = represent(sim, x_raw, s["representation"])
