@@ -32,10 +32,10 @@ def test_two_local_clusters_at_once_run_quietly():
     assert not [w for w in caught if "8787" in str(w.message)]
 
 
-def _die_once(marker: str, v: int) -> tuple[int, int]:
+def _die_once(marker: Path, v: int) -> tuple[int, int]:
     """Kill this worker process the first time (as the OOM killer would), answer the second."""
-    if not os.path.exists(marker):
-        Path(marker).write_text(str(os.getpid()))
+    if not marker.exists():
+        marker.write_text(str(os.getpid()))
         os._exit(1)
     return v * v, os.getpid()
 
@@ -46,7 +46,7 @@ def test_a_task_whose_worker_dies_is_rerun(tmp_path):
     ``retries=TASK_RETRIES`` submissions rely on."""
     marker = tmp_path / "died"
     with dask_client(1, quiet=True) as client:
-        future = client.submit(_die_once, str(marker), 7, pure=False, retries=TASK_RETRIES)
+        future = client.submit(_die_once, marker, 7, pure=False, retries=TASK_RETRIES)
         value, pid = future.result(timeout=120)
     assert value == 49
     assert marker.exists() and int(marker.read_text()) != pid  # answered by a new worker process
