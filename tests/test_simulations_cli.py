@@ -1,7 +1,8 @@
 """Training on your own simulations through the CLI alone: ``simulate --out`` writes the schema a
 ``simulations:`` section reads; training from the written files reproduces the simulator's
 ``metrics.json``; a config with ``simulations:`` and ``prior:`` and no simulator trains and infers
-``--events``; a misspelled branch is a one-line error."""
+``--events``; a misspelled branch is a one-line error; a calibration campaign trains from the files
+and simulates its observations with the config's simulator (without one, a one-line error)."""
 
 from __future__ import annotations
 
@@ -126,3 +127,25 @@ def test_simulate_on_a_files_only_run_says_it_reads_the_files(tmp_path: Path) ->
     assert "read from the simulations: files" in line and "nothing to simulate" in line, line
     assert "wrote" not in line, line
     assert (tmp_path / "runs" / "files-only" / "simulations").is_dir()  # read and cached once
+
+
+def test_calibrating_a_files_run_needs_the_simulator_and_then_trains_from_the_files(tmp_path: Path) -> None:
+    assert _main(["simulate", str(_simulator_config(tmp_path)), "--out", "s.root", "--training"])[0] == 0
+    section = {"files": "s.root", "theta": ["theta_0"], "observables": ["x_0", "x_1", "x_2"]}
+    calibration = {"n_observations": 4, "num_samples": 100, "models": ["truth", "AF"]}
+    files_only = _write(tmp_path, "files-only", {
+        "simulations": section, "prior": {"box": {"low": [-1.0], "high": [1.0]}}, "models": [AF],
+        "calibration": calibration})
+    code, _, err = _main(["calibrate", str(files_only), "--quiet"])
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "simulator:" in err and "add simulator: {name: ...}" in err, err
+    with_simulator = _write(tmp_path, "files-sim", {
+        "simulations": section, "simulator": {"name": "power"}, "models": [AF],
+        "observed": {"n_events": 5}, "calibration": calibration})
+    code, _, err = _main(["calibrate", str(with_simulator), "--quiet"])
+    assert code == 0, err
+    run = tmp_path / "runs" / "files-sim"
+    assert (run / "simulations").is_dir(), "the AF trains from the files"
+    assert not (run / "seed_0" / "data" / "train.npz").exists()
+    coverage = json.loads((run / "calibration" / "coverage.json").read_text())
+    assert set(coverage) == {"truth", "AF"} and all(0.0 <= c <= 1.0 for c in coverage["AF"].values())

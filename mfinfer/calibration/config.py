@@ -159,6 +159,11 @@ class Campaign:
             near = nearest(name, [TRUTH, *names])
             raise ConfigError(f"calibration.models[{i}]: no model named {short(name)}; expected "
                               f"'truth' or a name of models (nearest first): {near}")
+        if base["simulator"] is None:  # a run whose training data are its `simulations:` files
+            raise ConfigError("simulator: a calibration campaign simulates each observation at a θ "
+                              "drawn from the prior, and this run reads files (simulations:) with no "
+                              "simulator; add simulator: {name: ...} (the one that wrote the files: "
+                              "training still reads them), or calibrate a simulator-based config")
         sim = build_simulator(base["simulator"])
         _check_simulator(sim, base["simulator"]["name"], TRUTH in cal.models)
         return cls(name=base["name"], simulator=base["simulator"], seed=base["seeds"][0],
