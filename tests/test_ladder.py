@@ -51,7 +51,7 @@ def test_ladder_smoke(tmp_path):
             assert ledger["pilot_seconds_per_epoch"] > 0
         cov = summary["coverage"]
         assert cov["n_observations"] == 2 and sorted(cov["coverage"]) == sorted(
-            ["truth", "M-flow", "M-flow + score", "NLE"])
+            ["truth", "M-flow", "M-flow + score", "M-flow + score, 3 members", "NLE"])
         assert all(0 <= v <= 1 for vs in cov["coverage"].values() for v in vs)
     table = (tmp_path / "table.md").read_text()
     assert table in stdout

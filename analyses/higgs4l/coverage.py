@@ -30,7 +30,7 @@ from mfinfer.inference.mcmc import sample_posterior
 from mfinfer.pipeline import Run
 from simulators.higgs4l import Higgs4l
 
-COVERED = ("M-flow", "M-flow + score", "NLE")
+COVERED = ("M-flow", "M-flow + score", "M-flow + score, 3 members", "NLE")
 LEVELS = (0.68, 0.95)
 
 
@@ -110,7 +110,7 @@ def coverage_table(cov: dict) -> str:
              f"(θ ~ prior; models of seed {cov['seed']}); 95 % band of a calibrated posterior: {band}.",
              "", "| posterior | " + " | ".join(f"{lv:.0%}" for lv in levels) + " |",
              "|---|" + "---|" * len(levels)]
-    for n, values in cov["coverage"].items():
+    for n, values in sorted(cov["coverage"].items(), key=lambda item: item[0] != "truth"):
         label = "truth (exact likelihood)" if n == "truth" else n
         lines.append(f"| {label} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
     return "\n".join(lines) + "\n"

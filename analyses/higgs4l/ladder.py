@@ -19,11 +19,12 @@ Training checkpoints every epoch and resumes (``runs/higgs4l/seed_S/ladder/<budg
 the budget folder ``wall-SECONDSs`` or ``converge``); posteriors are kept in
 ``--out/<budget folder>/seed_S.json``, keyed by the trained weights; ``--out/ladder.json`` and
 ``table.md`` hold every budget run so far (default ``--out``: ``analyses/higgs4l/flagship``).
-``--coverage N`` adds the 68 % / 95 % HPD coverage of the M-flow, the M-flow + score and the NLE
-(``--covered``: others) over N observations (:mod:`analyses.higgs4l.coverage`). On 2 cores, two shells with
-``--train-only`` and disjoint ``--estimators`` train in parallel; a last call without it computes
-the posteriors, and ``--trained-only`` reports what is trained so far while they run
-(:mod:`analyses.higgs4l.compare` counts head-to-head wins).
+``--coverage N`` adds the 68 % / 95 % HPD coverage of the M-flow, the M-flow + score, its
+3-member ensemble and the NLE (``--covered``: others) over N observations
+(:mod:`analyses.higgs4l.coverage`). On 2 cores, two shells with ``--train-only`` and disjoint
+``--estimators`` train in parallel; a last call without it computes the posteriors, and
+``--trained-only`` reports what is trained so far while they run (:mod:`analyses.higgs4l.compare`
+counts head-to-head wins).
 
     .venv/bin/python -m analyses.higgs4l.ladder --budget wall=1800 converge --coverage 100
     .venv/bin/python -m analyses.higgs4l.ladder --smoke --out /tmp/ladder     # ~1 min
